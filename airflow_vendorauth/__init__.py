@@ -1,0 +1,6 @@
+"""airflow-vendorauth: Airflow connections, hooks and operators for OAuth-protected vendor APIs.
+
+Nothing heavy is imported here: the DAG processor imports this package on every parse.
+"""
+
+__version__ = "0.1.0"

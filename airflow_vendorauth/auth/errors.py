@@ -1,0 +1,91 @@
+"""The provider's exception family.
+
+Every failure a user can meet is one of these. Each message names the connection, the field or the
+vendor's answer, and the fix, and passes through :func:`redact` so no secret ever reaches a log line
+or a traceback, whatever the vendor echoed back.
+"""
+
+from __future__ import annotations
+
+from airflow_vendorauth.auth.redact import redact
+
+
+class VendorAuthError(Exception):
+    """Base of every error raised by airflow-vendorauth."""
+
+    #: Whether trying the same thing again may succeed (network blips, 429, 5xx).
+    retryable: bool = False
+
+    def __init__(self, message: str, *, secrets: tuple[str, ...] = ()) -> None:
+        super().__init__(redact(message, secrets))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
+
+
+class ConnectionConfigError(VendorAuthError, ValueError):
+    """A connection field is missing, empty, of the wrong type or invalid.
+
+    Raised before any network call, so a typo never costs a token request.
+    """
+
+    def __init__(self, conn_id: str, field: str, problem: str, fix: str) -> None:
+        self.conn_id = conn_id
+        self.field = field
+        super().__init__(f"Connection {conn_id!r}: field {field!r} {problem}. Fix: {fix}")
+
+
+class TokenRequestError(VendorAuthError):
+    """The token endpoint refused us or answered something unusable."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        vendor: str,
+        conn_id: str,
+        status: int | None = None,
+        error: str | None = None,
+        error_description: str | None = None,
+        retryable: bool = False,
+        secrets: tuple[str, ...] = (),
+    ) -> None:
+        self.vendor = vendor
+        self.conn_id = conn_id
+        self.status = status
+        self.error = error
+        self.error_description = error_description
+        self.retryable = retryable
+        super().__init__(message, secrets=secrets)
+
+
+class InvalidTokenResponseError(TokenRequestError):
+    """The token endpoint said 2xx but the body is not a usable token (HTML, no access_token, ...)."""
+
+
+class VendorApiError(VendorAuthError):
+    """An API call ended with a non-2xx status (after the retries it deserved)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        vendor: str,
+        conn_id: str,
+        status: int | None,
+        body: str = "",
+        retryable: bool = False,
+        retry_after: float | None = None,
+        secrets: tuple[str, ...] = (),
+    ) -> None:
+        self.vendor = vendor
+        self.conn_id = conn_id
+        self.status = status
+        self.body = redact(body, secrets)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        super().__init__(message, secrets=secrets)
+
+
+class PaginationError(VendorAuthError):
+    """A page could not be read as the pagination strategy expects (not JSON, no records, a loop)."""

@@ -1,0 +1,108 @@
+"""The retry policy shared by token requests and API calls, sync and async alike.
+
+tenacity has no default stop, so every policy is bounded twice: by attempts and by total time, and a
+sleep that would cross the time budget ends the retries instead (``stop_before_delay``). A server's
+``Retry-After`` is honoured (seconds or an HTTP date) but capped: a proxy that says 3600 must not hold
+a worker slot for an hour.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pendulum
+import tenacity
+
+#: Statuses worth another try: throttling and the server side's passing troubles.
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounds and pacing of retries. ``max_attempts`` counts the first try."""
+
+    max_attempts: int = 5
+    max_elapsed_seconds: float = 120.0
+    initial_wait_seconds: float = 0.5
+    max_wait_seconds: float = 30.0
+    retry_after_cap_seconds: float = 60.0
+
+    @classmethod
+    def from_max_retries(cls, max_retries: int, **overrides: Any) -> RetryPolicy:
+        return cls(max_attempts=max_retries + 1, **overrides)
+
+
+def parse_retry_after(value: str | None, now: pendulum.DateTime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date; None if absent or odd."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (now or pendulum.now("UTC")).timestamp())
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Our errors say whether they are retryable; anything else is not ours to retry."""
+    return bool(getattr(exc, "retryable", False))
+
+
+class _WaitHonouringRetryAfter(tenacity.wait.wait_base):
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+        self.backoff = tenacity.wait_exponential_jitter(
+            initial=policy.initial_wait_seconds, max=policy.max_wait_seconds
+        )
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, int | float):
+            return min(float(retry_after), self.policy.retry_after_cap_seconds)
+        return float(self.backoff(retry_state))
+
+
+def retry_arguments(
+    policy: RetryPolicy,
+    *,
+    retry_on: Callable[[BaseException], bool] = is_retryable,
+    logger: logging.Logger,
+    what: str,
+    on_retry: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for ``tenacity.Retrying`` and ``tenacity.AsyncRetrying``: one policy, two loops."""
+
+    def before_sleep(retry_state: tenacity.RetryCallState) -> None:
+        if on_retry is not None:
+            on_retry()
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        sleep = retry_state.next_action.sleep if retry_state.next_action else 0.0
+        logger.warning(
+            "%s failed (attempt %d of %d): %s; retrying in %.2f s",
+            what,
+            retry_state.attempt_number,
+            policy.max_attempts,
+            exc,
+            sleep,
+        )
+
+    return {
+        "stop": tenacity.stop_after_attempt(policy.max_attempts)
+        | tenacity.stop_before_delay(policy.max_elapsed_seconds),
+        "wait": _WaitHonouringRetryAfter(policy),
+        "retry": tenacity.retry_if_exception(retry_on),
+        "reraise": True,
+        "before_sleep": before_sleep,
+    }

@@ -1,0 +1,1 @@
+"""One hook per vendor, all on :class:`airflow_vendorauth.hooks.base.VendorHook`."""

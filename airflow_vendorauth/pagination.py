@@ -1,0 +1,321 @@
+"""Pagination strategies: records out, one page in memory at a time.
+
+A strategy only decides; it never does I/O. :func:`iterate_pages` (sync) and :func:`aiterate_pages`
+(async) share it, and each page's next request is a small JSON-able :class:`PageRequest`, so a scan
+can checkpoint it and resume after a crash.
+
+Stop rules: an empty page; no next cursor or link; the announced total reached; a short page (fewer
+records than asked for) when the API announces no total; ``max_pages``/``max_records`` caps.
+Refused rather than guessed: a body that is not JSON, a missing records path, a cursor or link seen
+before (a loop), a page with more records than asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from airflow_vendorauth.auth.errors import PaginationError
+from airflow_vendorauth.auth.redact import excerpt
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """Where the next page is: query parameters, or an absolute URL (next links)."""
+
+    params: dict[str, Any]
+    url: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"params": self.params, "url": self.url}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> PageRequest:
+        return cls(params=dict(data["params"]), url=data.get("url"))
+
+
+@dataclass
+class Page:
+    """One page, read: its body, its records, and the request that fetched it."""
+
+    body: Any
+    records: list[Any]
+    request: PageRequest
+    headers: httpx.Headers
+
+
+@dataclass
+class PaginationStats:
+    """Counters a caller can watch while records stream (the operator logs them)."""
+
+    pages: int = 0
+    records: int = 0
+    started: float = field(default_factory=time.monotonic)
+    #: The request for the page after the last one read; None once the scan is complete.
+    next_request: PageRequest | None = None
+    on_page: Callable[[PaginationStats, Page], None] | None = None
+
+    @property
+    def records_per_second(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.records / elapsed if elapsed > 0 else 0.0
+
+
+def dig(body: Any, path: str | None) -> Any:
+    """``dig({"a": {"b": 1}}, "a.b") == 1``; an empty path is the body itself; KeyError if absent."""
+    if not path:
+        return body
+    value = body
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(path)
+        value = value[part]
+    return value
+
+
+class Pagination(ABC):
+    """Base of the strategies."""
+
+    records_path: str | None
+
+    @abstractmethod
+    def first(self, params: Mapping[str, Any]) -> PageRequest:
+        """The request for the first page."""
+
+    @abstractmethod
+    def next(self, page: Page) -> PageRequest | None:
+        """The request for the page after ``page``, or None when there is none."""
+
+    def requested_size(self) -> int | None:
+        """How many records a page was asked for, when the strategy asks."""
+        return None
+
+    def read(self, response: httpx.Response, request: PageRequest, where: str) -> Page:
+        try:
+            body = json.loads(response.content)
+        except ValueError:
+            raise PaginationError(
+                f"{where}: page {request.params or request.url} is not JSON "
+                f"({response.headers.get('content-type', 'no content type')}: {excerpt(response.text, 100)!r})"
+            ) from None
+        try:
+            records = dig(body, self.records_path)
+        except KeyError:
+            raise PaginationError(
+                f"{where}: the page has no records at {self.records_path!r}; set records_path on the pagination"
+            ) from None
+        if not isinstance(records, list):
+            raise PaginationError(f"{where}: {self.records_path!r} holds a {type(records).__name__}, not a list")
+        size = self.requested_size()
+        if size is not None and len(records) > size:
+            raise PaginationError(
+                f"{where}: a page holds {len(records)} records but {size} were asked for; refusing to guess "
+                "what the API pages by (check page_size/limit against the API's limits)"
+            )
+        return Page(body=body, records=records, request=request, headers=response.headers)
+
+    @staticmethod
+    def _total(body: Any, total_path: str | None) -> int | None:
+        if not total_path:
+            return None
+        try:
+            total = dig(body, total_path)
+        except KeyError:
+            return None
+        return int(total) if isinstance(total, int | float | str) and str(total).isdigit() else None
+
+
+@dataclass
+class PageNumberPagination(Pagination):
+    page_param: str = "page"
+    size_param: str | None = "per_page"
+    page_size: int = 100
+    first_page: int = 1
+    records_path: str | None = None
+    total_path: str | None = None
+
+    def requested_size(self) -> int | None:
+        return self.page_size if self.size_param else None
+
+    def first(self, params: Mapping[str, Any]) -> PageRequest:
+        first = {**params, self.page_param: self.first_page}
+        if self.size_param:
+            first[self.size_param] = self.page_size
+        return PageRequest(first)
+
+    def next(self, page: Page) -> PageRequest | None:
+        if not page.records:
+            return None
+        number = int(page.request.params[self.page_param])
+        total = self._total(page.body, self.total_path)
+        if total is not None:
+            if (number - self.first_page + 1) * self.page_size >= total:
+                return None
+        elif self.size_param and len(page.records) < self.page_size:
+            return None
+        return PageRequest({**page.request.params, self.page_param: number + 1})
+
+
+@dataclass
+class OffsetPagination(Pagination):
+    offset_param: str = "offset"
+    limit_param: str = "limit"
+    limit: int = 100
+    records_path: str | None = None
+    total_path: str | None = None
+
+    def requested_size(self) -> int | None:
+        return self.limit
+
+    def first(self, params: Mapping[str, Any]) -> PageRequest:
+        return PageRequest({**params, self.offset_param: 0, self.limit_param: self.limit})
+
+    def next(self, page: Page) -> PageRequest | None:
+        if not page.records:
+            return None
+        offset = int(page.request.params[self.offset_param]) + len(page.records)
+        total = self._total(page.body, self.total_path)
+        if total is not None:
+            if offset >= total:
+                return None
+        elif len(page.records) < self.limit:
+            return None
+        return PageRequest({**page.request.params, self.offset_param: offset})
+
+
+@dataclass
+class CursorPagination(Pagination):
+    cursor_param: str = "cursor"
+    next_cursor_path: str = "next"
+    records_path: str | None = None
+    limit_param: str | None = None
+    limit: int = 100
+
+    def requested_size(self) -> int | None:
+        return self.limit if self.limit_param else None
+
+    def first(self, params: Mapping[str, Any]) -> PageRequest:
+        first = dict(params)
+        if self.limit_param:
+            first[self.limit_param] = self.limit
+        return PageRequest(first)
+
+    def next(self, page: Page) -> PageRequest | None:
+        if not page.records:
+            return None
+        try:
+            cursor = dig(page.body, self.next_cursor_path)
+        except KeyError:
+            return None
+        if cursor in (None, ""):
+            return None
+        return PageRequest({**page.request.params, self.cursor_param: cursor})
+
+
+@dataclass
+class NextLinkPagination(Pagination):
+    """Follow a next-page URL from the body (``next_path``) or, without one, the ``Link: rel=next`` header."""
+
+    next_path: str | None = None
+    records_path: str | None = None
+
+    def first(self, params: Mapping[str, Any]) -> PageRequest:
+        return PageRequest(dict(params))
+
+    def next(self, page: Page) -> PageRequest | None:
+        if not page.records:
+            return None
+        if self.next_path:
+            try:
+                link = dig(page.body, self.next_path)
+            except KeyError:
+                return None
+        else:
+            link = httpx.Response(200, headers=page.headers).links.get("next", {}).get("url")
+        if not link:
+            return None
+        base = page.request.url
+        return PageRequest({}, url=str(httpx.URL(base).join(link)) if base else str(link))
+
+
+def _loop_guard(where: str) -> Callable[[PageRequest], None]:
+    seen: set[str] = set()
+
+    def check(request: PageRequest) -> None:
+        marker = json.dumps(request.to_json(), sort_keys=True, default=str)
+        if marker in seen:
+            raise PaginationError(f"{where}: the API sent the same next page twice ({request.params or request.url}): a loop")
+        seen.add(marker)
+
+    return check
+
+
+def _after_page(
+    page: Page, strategy: Pagination, stats: PaginationStats, max_pages: int | None, max_records: int | None
+) -> tuple[list[Any], PageRequest | None]:
+    """Shared bookkeeping: which records to hand out, and what comes next."""
+    records = page.records
+    if max_records is not None:
+        records = records[: max(0, max_records - stats.records)]
+    stats.pages += 1
+    stats.records += len(records)
+    following = strategy.next(page)
+    if (max_pages is not None and stats.pages >= max_pages) or (
+        max_records is not None and stats.records >= max_records
+    ):
+        following = None
+    stats.next_request = following
+    if stats.on_page is not None:
+        stats.on_page(stats, page)
+    return records, following
+
+
+def iterate_pages(
+    fetch: Callable[[dict[str, Any], str | None], httpx.Response],
+    strategy: Pagination,
+    *,
+    params: Mapping[str, Any] | None = None,
+    max_pages: int | None = None,
+    max_records: int | None = None,
+    stats: PaginationStats | None = None,
+    start: PageRequest | None = None,
+    where: str = "pagination",
+) -> Iterator[Any]:
+    """Yield records page after page. ``start`` resumes from a checkpointed request."""
+    stats = stats or PaginationStats()
+    guard = _loop_guard(where)
+    request: PageRequest | None = start or strategy.first(params or {})
+    while request is not None:
+        guard(request)
+        page = strategy.read(fetch(request.params, request.url), request, where)
+        records, request = _after_page(page, strategy, stats, max_pages, max_records)
+        yield from records
+
+
+async def aiterate_pages(
+    fetch: Callable[[dict[str, Any], str | None], Awaitable[httpx.Response]],
+    strategy: Pagination,
+    *,
+    params: Mapping[str, Any] | None = None,
+    max_pages: int | None = None,
+    max_records: int | None = None,
+    stats: PaginationStats | None = None,
+    start: PageRequest | None = None,
+    where: str = "pagination",
+) -> AsyncIterator[Any]:
+    """The async twin of :func:`iterate_pages`."""
+    stats = stats or PaginationStats()
+    guard = _loop_guard(where)
+    request: PageRequest | None = start or strategy.first(params or {})
+    while request is not None:
+        guard(request)
+        page = strategy.read(await fetch(request.params, request.url), request, where)
+        records, request = _after_page(page, strategy, stats, max_pages, max_records)
+        for record in records:
+            yield record

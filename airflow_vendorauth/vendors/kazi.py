@@ -1,0 +1,49 @@
+"""Kazi: Azure AD v1 client credentials with ``resource``, plus an APIM subscription key.
+
+Token answers carry ``expires_in``/``expires_on`` as strings and a JWT whose ``roles`` claim lists
+the granted Kazi scopes (``read:expectations``...). Tagging API v2 pages with ``page``/``pageSize``.
+"""
+
+from __future__ import annotations
+
+from airflow_vendorauth.auth.grants import client_credentials_form
+from airflow_vendorauth.vendors.fields import SUBSCRIPTION_KEY, TENANT_ID
+from airflow_vendorauth.vendors.profile import ExtraField, VendorProfile
+
+
+def _pagination() -> object:
+    from airflow_vendorauth.pagination import PageNumberPagination
+
+    return PageNumberPagination(
+        page_param="page", size_param="pageSize", page_size=100, records_path="data", total_path="pagination.totalAmount"
+    )
+
+
+KAZI = VendorProfile(
+    conn_type="kazi",
+    display_name="Kazi",
+    hook_class_name="airflow_vendorauth.hooks.kazi.KaziHook",
+    default_host=None,
+    host_placeholder="https://api.kazi.be",
+    token_url_template="https://login.microsoftonline.com/{tenant_id}/oauth2/token",
+    build_token_request=lambda s: client_credentials_form(
+        s.token_url, s.client_id, s.client_secret, resource=s.extra("resource")
+    ),
+    fields=(
+        TENANT_ID,
+        ExtraField(
+            "resource",
+            "Resource",
+            "Application ID URI or GUID of the Kazi API, sent as the v1 'resource' parameter.",
+            "d00b610c-389f-4a05-97cc-f9a934488c8b",
+            required=True,
+        ),
+        SUBSCRIPTION_KEY,
+    ),
+    api_headers=lambda s: {"Ocp-Apim-Subscription-Key": s.extra("subscription_key")},
+    identity_extras=("resource",),
+    issues_jwt=True,
+    default_pagination=_pagination,
+    header_names=("Ocp-Apim-Subscription-Key",),
+)
+
