@@ -250,7 +250,9 @@ def _loop_guard(where: str) -> Callable[[PageRequest], None]:
     def check(request: PageRequest) -> None:
         marker = json.dumps(request.to_json(), sort_keys=True, default=str)
         if marker in seen:
-            raise PaginationError(f"{where}: the API sent the same next page twice ({request.params or request.url}): a loop")
+            raise PaginationError(
+                f"{where}: the API sent the same next page twice ({request.params or request.url}): a loop"
+            )
         seen.add(marker)
 
     return check

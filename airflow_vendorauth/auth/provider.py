@@ -30,7 +30,7 @@ from airflow_vendorauth.auth.cache import MEMORY_CACHE, MemoryTokenCache, Shared
 from airflow_vendorauth.auth.errors import InvalidTokenResponseError, TokenRequestError
 from airflow_vendorauth.auth.grants import TokenRequest
 from airflow_vendorauth.auth.redact import excerpt, redact
-from airflow_vendorauth.auth.retry import TRANSIENT_STATUSES, RetryPolicy, parse_retry_after, retry_arguments
+from airflow_vendorauth.auth.retry import TRANSIENT_STATUSES, RetryPolicy, retry_arguments
 from airflow_vendorauth.auth.token import AccessToken, parse_token_response
 
 FAILURE_MEMORY_SECONDS = 30.0

@@ -62,8 +62,10 @@ def is_retryable(exc: BaseException) -> bool:
 class _WaitHonouringRetryAfter(tenacity.wait.wait_base):
     def __init__(self, policy: RetryPolicy) -> None:
         self.policy = policy
-        self.backoff = tenacity.wait_exponential_jitter(
-            initial=policy.initial_wait_seconds, max=policy.max_wait_seconds
+        # "Full jitter": uniform in [0, min(initial * 2^n, max)], so workers hit by the same outage
+        # spread their retries instead of returning in lock step.
+        self.backoff = tenacity.wait_random_exponential(
+            multiplier=policy.initial_wait_seconds, max=policy.max_wait_seconds
         )
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 import tenacity
-
 from airflow.sdk import BaseHook
+
+from airflow_vendorauth.auth.cache import cache_key
 from airflow_vendorauth.auth.errors import ConnectionConfigError, VendorApiError, VendorAuthError
 from airflow_vendorauth.auth.httpx_auth import VendorAuth
 from airflow_vendorauth.auth.provider import TokenProvider
 from airflow_vendorauth.auth.redact import excerpt
 from airflow_vendorauth.auth.retry import TRANSIENT_STATUSES, RetryPolicy, parse_retry_after, retry_arguments
-from airflow_vendorauth.auth.cache import cache_key
 from airflow_vendorauth.auth.token import AccessToken
 from airflow_vendorauth.vendors.profile import ConnectionSettings, RawConnection, VendorProfile
 
@@ -104,7 +104,9 @@ class VendorHook(BaseHook):
         try:
             extra = conn.extra_dejson
         except Exception:  # noqa: BLE001 - Airflow raises several types for a malformed extra
-            raise ConnectionConfigError(self.conn_id, "extra", "is not valid JSON", "write the extras as a JSON object") from None
+            raise ConnectionConfigError(
+                self.conn_id, "extra", "is not valid JSON", "write the extras as a JSON object"
+            ) from None
         return RawConnection(
             conn_id=self.conn_id,
             conn_type=conn.conn_type,
@@ -233,6 +235,7 @@ class VendorHook(BaseHook):
         await self.asettings()
         loop = asyncio.get_running_loop()
         if self._async_client is None or self._async_client_loop is not loop:
+
             async def strip(request: httpx.Request) -> None:
                 self._strip_if_foreign(request)
 
@@ -271,7 +274,9 @@ class VendorHook(BaseHook):
             **kwargs,
         )
 
-    def _transport_failure(self, exc: httpx.TransportError, method: str, endpoint: str, unsafe_ok: bool) -> VendorApiError:
+    def _transport_failure(
+        self, exc: httpx.TransportError, method: str, endpoint: str, unsafe_ok: bool
+    ) -> VendorApiError:
         retryable = method in IDEMPOTENT_METHODS or unsafe_ok or isinstance(exc, _NEVER_REACHED)
         return self._api_error(
             f"{method} {endpoint} for connection {self.conn_id!r} failed: {type(exc).__name__}: {exc}",
@@ -290,9 +295,8 @@ class VendorHook(BaseHook):
         if status == 401:
             last = self._auth.last_token if self._auth else None
             roles = ", ".join(last.roles) if last else ""
-            message += (
-                ". A fresh token was refused too: the credential likely lacks the permission for this call"
-                + (f" (the token's roles: {roles})" if roles else "")
+            message += ". A fresh token was refused too: the credential likely lacks the permission for this call" + (
+                f" (the token's roles: {roles})" if roles else ""
             )
         elif status == 403:
             message += ". The credential is not allowed this call: ask the vendor for the permission"

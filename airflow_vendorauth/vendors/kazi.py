@@ -15,7 +15,11 @@ def _pagination() -> object:
     from airflow_vendorauth.pagination import PageNumberPagination
 
     return PageNumberPagination(
-        page_param="page", size_param="pageSize", page_size=100, records_path="data", total_path="pagination.totalAmount"
+        page_param="page",
+        size_param="pageSize",
+        page_size=100,
+        records_path="data",
+        total_path="pagination.totalAmount",
     )
 
 
@@ -46,4 +50,3 @@ KAZI = VendorProfile(
     default_pagination=_pagination,
     header_names=("Ocp-Apim-Subscription-Key",),
 )
-

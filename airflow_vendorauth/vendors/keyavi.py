@@ -30,7 +30,12 @@ def _is_app_grant(extras: Mapping[str, Any]) -> bool:
 def _token_request(s: ConnectionSettings) -> TokenRequest:
     if s.extra("grant_type") == PASSWORD:
         return password_form(
-            s.token_url, s.client_id, s.client_secret, s.extra("username"), s.extra("user_password"), scope=s.extra("scope")
+            s.token_url,
+            s.client_id,
+            s.client_secret,
+            s.extra("username"),
+            s.extra("user_password"),
+            scope=s.extra("scope"),
         )
     return client_credentials_form(s.token_url, s.client_id, s.client_secret, scope=s.extra("scope"))
 
@@ -58,7 +63,11 @@ def _pagination() -> object:
     from airflow_vendorauth.pagination import PageNumberPagination
 
     return PageNumberPagination(
-        page_param="page", size_param="pageSize", page_size=100, records_path="data", total_path="pagination.totalRecords"
+        page_param="page",
+        size_param="pageSize",
+        page_size=100,
+        records_path="data",
+        total_path="pagination.totalRecords",
     )
 
 
@@ -88,10 +97,14 @@ KEYAVI = VendorProfile(
             default=CLIENT_CREDENTIALS,
         ),
         username_field(
-            "The user's name (password grant only).", required_when=_is_password_grant, required_reason="(the password grant needs it)"
+            "The user's name (password grant only).",
+            required_when=_is_password_grant,
+            required_reason="(the password grant needs it)",
         ),
         user_password_field(
-            "The user's password (password grant only).", required_when=_is_password_grant, required_reason="(the password grant needs it)"
+            "The user's password (password grant only).",
+            required_when=_is_password_grant,
+            required_reason="(the password grant needs it)",
         ),
         SUBSCRIPTION_KEY,
         ExtraField(

@@ -100,7 +100,9 @@ COMMON_FIELDS: tuple[ExtraField, ...] = (
         "Overrides the vendor's token endpoint (e.g. a sandbox or a proxy). Leave empty for the default.",
         placeholder="https://login.example.com/oauth2/token",
     ),
-    ExtraField("timeout", "Timeout (seconds)", "Per-request timeout for token and API calls.", "30", "number", default=30.0),
+    ExtraField(
+        "timeout", "Timeout (seconds)", "Per-request timeout for token and API calls.", "30", "number", default=30.0
+    ),
     ExtraField(
         "max_retries",
         "Max retries",
@@ -109,7 +111,13 @@ COMMON_FIELDS: tuple[ExtraField, ...] = (
         "integer",
         default=4,
     ),
-    ExtraField("verify", "Verify TLS", "TLS certificate verification. Turn off only for a private test host.", kind="boolean", default=True),
+    ExtraField(
+        "verify",
+        "Verify TLS",
+        "TLS certificate verification. Turn off only for a private test host.",
+        kind="boolean",
+        default=True,
+    ),
     ExtraField(
         "token_cache",
         "Token cache",
@@ -252,9 +260,7 @@ class VendorProfile:
         check_url(host, "host", fail)
         return host.rstrip("/")
 
-    def _token_url(
-        self, base_url: str, extras: Mapping[str, Any], fail: Callable[..., ConnectionConfigError]
-    ) -> str:
+    def _token_url(self, base_url: str, extras: Mapping[str, Any], fail: Callable[..., ConnectionConfigError]) -> str:
         url = extras.get("token_url")
         if not url:
             needed = [n for n in ("tenant_id",) if "{" + n + "}" in self.token_url_template]
@@ -314,7 +320,11 @@ def _coerce(spec: ExtraField, value: Any, fail: Callable[..., ConnectionConfigEr
                 raise fail(spec.name, f"is {value!r}, out of range", f"give 0 to {MAX_RETRIES_LIMIT}")
             return int(number)
         if not 0 < number <= MAX_TIMEOUT_SECONDS:
-            raise fail(spec.name, f"is {value!r}, out of range", f"give a number of seconds above 0, up to {MAX_TIMEOUT_SECONDS:.0f}")
+            raise fail(
+                spec.name,
+                f"is {value!r}, out of range",
+                f"give a number of seconds above 0, up to {MAX_TIMEOUT_SECONDS:.0f}",
+            )
         return number
     if not isinstance(value, str):
         raise fail(spec.name, f"is a {type(value).__name__}, not text", "give it as a string")

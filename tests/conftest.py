@@ -1,0 +1,23 @@
+"""Test-wide set-up: a private AIRFLOW_HOME with SQLite, and clean token caches for every test."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Before Airflow is imported anywhere: a throw-away home, so tests never touch a user's Airflow.
+_HOME = tempfile.mkdtemp(prefix="vendorauth-test-airflow-home-")
+os.environ.setdefault("AIRFLOW_HOME", _HOME)
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+
+import pytest  # noqa: E402
+
+from airflow_vendorauth.auth.cache import MEMORY_CACHE  # noqa: E402
+from airflow_vendorauth.auth.provider import forget_remembered_failures  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _fresh_token_caches() -> None:
+    MEMORY_CACHE.clear()
+    forget_remembered_failures()
