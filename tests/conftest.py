@@ -13,6 +13,8 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 
 import pytest  # noqa: E402
 
+pytest_plugins = ["airflow_vendorauth.sandbox.pytest_plugin"]
+
 from airflow_vendorauth.auth.cache import MEMORY_CACHE  # noqa: E402
 from airflow_vendorauth.auth.provider import forget_remembered_failures  # noqa: E402
 

@@ -7,7 +7,26 @@ or a traceback, whatever the vendor echoed back.
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow_vendorauth.auth.redact import redact
+
+
+def vendor_error_fields(body: Any) -> tuple[str | None, str | None, list[str]]:
+    """``error``, a description and Microsoft's AADSTS codes from any vendor's error body.
+
+    The shapes met: OAuth ``{error, error_description}`` (+ ``error_codes`` from Microsoft), APIM and
+    Kayzen ``{message}``, SmartRecruiters ``{message, errors: [...]}``, Clazar (Django REST) ``{detail}``.
+    """
+    if not isinstance(body, dict):
+        return None, None, []
+    error = body.get("error")
+    description = body.get("error_description") or body.get("message") or body.get("detail")
+    if isinstance(body.get("errors"), list) and body["errors"]:
+        listed = "; ".join(str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in body["errors"])
+        description = f"{description} ({listed})" if description else listed
+    codes = [f"AADSTS{c}" for c in body.get("error_codes", []) if isinstance(c, int)]
+    return (str(error) if error is not None else None), (str(description) if description else None), codes
 
 
 class VendorAuthError(Exception):

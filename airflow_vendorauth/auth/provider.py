@@ -27,7 +27,7 @@ import httpx
 import tenacity
 
 from airflow_vendorauth.auth.cache import MEMORY_CACHE, MemoryTokenCache, SharedTokenCache
-from airflow_vendorauth.auth.errors import InvalidTokenResponseError, TokenRequestError
+from airflow_vendorauth.auth.errors import InvalidTokenResponseError, TokenRequestError, vendor_error_fields
 from airflow_vendorauth.auth.grants import TokenRequest
 from airflow_vendorauth.auth.redact import excerpt, redact
 from airflow_vendorauth.auth.retry import TRANSIENT_STATUSES, RetryPolicy, retry_arguments
@@ -52,18 +52,6 @@ _HINTS: dict[str, str] = {
 
 _failures: dict[str, tuple[float, TokenRequestError]] = {}
 _failures_guard = threading.Lock()
-
-
-def _vendor_error(body: Any) -> tuple[str | None, str | None, list[str]]:
-    """``error``, a description and Microsoft's AADSTS codes from an error body, whatever its shape."""
-    if not isinstance(body, dict):
-        return None, None, []
-    error = body.get("error")
-    description = body.get("error_description") or body.get("message")
-    if description is None and isinstance(body.get("errors"), list):
-        description = "; ".join(str(e) for e in body["errors"])
-    codes = [f"AADSTS{c}" for c in body.get("error_codes", []) if isinstance(c, int)]
-    return (str(error) if error is not None else None), (str(description) if description else None), codes
 
 
 class TokenProvider:
@@ -186,7 +174,7 @@ class TokenProvider:
                     secrets=self._request.secrets,
                 )
             return parse_token_response(body, vendor=self.vendor, conn_id=self.conn_id, expect_jwt=self._expect_jwt)
-        error, description, codes = _vendor_error(body)
+        error, description, codes = vendor_error_fields(body)
         said = ": ".join(p for p in (error, description) if p) or excerpt(text, 200) or "no body"
         if status in TRANSIENT_STATUSES:
             raise self._error(

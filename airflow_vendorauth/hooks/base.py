@@ -9,6 +9,7 @@ transient failures only.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -17,7 +18,7 @@ import tenacity
 from airflow.sdk import BaseHook
 
 from airflow_vendorauth.auth.cache import cache_key
-from airflow_vendorauth.auth.errors import ConnectionConfigError, VendorApiError, VendorAuthError
+from airflow_vendorauth.auth.errors import ConnectionConfigError, VendorApiError, VendorAuthError, vendor_error_fields
 from airflow_vendorauth.auth.httpx_auth import VendorAuth
 from airflow_vendorauth.auth.provider import TokenProvider
 from airflow_vendorauth.auth.redact import excerpt
@@ -38,21 +39,14 @@ USER_AGENT = "airflow-vendorauth"
 
 
 def _vendor_message(text: str) -> str:
-    """The vendor's own words from an error body (``error``/``message``/``errors``), else an excerpt."""
-    import json
-
+    """The vendor's own words from an error body, else a short excerpt of it."""
     try:
         body = json.loads(text)
     except ValueError:
         return excerpt(text, 200)
-    if isinstance(body, dict):
-        parts = [body.get(k) for k in ("error", "error_description", "message")]
-        if isinstance(body.get("errors"), list):
-            parts.append("; ".join(str(e) for e in body["errors"]))
-        said = ": ".join(str(p) for p in parts if p)
-        if said:
-            return excerpt(said, 300)
-    return excerpt(text, 200)
+    error, description, _ = vendor_error_fields(body)
+    said = ": ".join(p for p in (error, description) if p)
+    return excerpt(said, 300) if said else excerpt(text, 200)
 
 
 class VendorHook(BaseHook):

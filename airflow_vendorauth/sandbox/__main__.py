@@ -1,0 +1,75 @@
+"""``python -m airflow_vendorauth.sandbox`` (or ``airflow-vendorauth-sandbox``): serve the fake vendors.
+
+Binds 127.0.0.1 on the chosen port (0 = a free one), then prints the base URL and, ready to paste,
+the ``AIRFLOW_CONN_*`` values that point a connection of each type at it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import socket
+import sys
+
+from airflow_vendorauth.sandbox.connections import sandbox_environment
+from airflow_vendorauth.sandbox.state import FaultRule, SandboxState
+
+READY_PREFIX = "SANDBOX_URL="
+
+
+def _pairs(values: list[str], what: str) -> dict[str, int]:
+    result = {}
+    for value in values:
+        name, sep, number = value.partition("=")
+        if not sep or not number.isdigit():
+            raise SystemExit(f"--{what} expects NAME=INTEGER, got {value!r}")
+        result[name] = int(number)
+    return result
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="airflow-vendorauth-sandbox", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback by default)")
+    parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
+    parser.add_argument("--seed", type=int, default=7, help="seed of the generated data")
+    parser.add_argument("--lifetime", action="append", default=[], metavar="VENDOR=SECONDS", help="token lifetime")
+    parser.add_argument(
+        "--size", action="append", default=[], metavar="DATASET=N", help="e.g. kazi.expectations=100000"
+    )
+    parser.add_argument("--scan-seconds", type=float, default=2.0, help="how long a Kazi scan runs")
+    parser.add_argument(
+        "--fault", action="append", default=[], metavar="JSON", help='e.g. {"vendor":"kazi","rate_429":0.1}'
+    )
+    parser.add_argument("--token-cache", default="memory", help="token_cache extra of the printed connections")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    state = SandboxState(seed=args.seed, scan_seconds=args.scan_seconds)
+    state.lifetimes.update(_pairs(args.lifetime, "lifetime"))
+    state.sizes.update(_pairs(args.size, "size"))
+    state.faults.extend(FaultRule(**json.loads(f)) for f in args.fault)
+
+    import uvicorn
+
+    from airflow_vendorauth.sandbox.app import create_app
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    port = sock.getsockname()[1]
+    url = f"http://{args.host}:{port}"
+    print("# Connections for Airflow (paste into your shell):")
+    for name, value in sandbox_environment(url, token_cache=args.token_cache).items():
+        print(f"export {name}={shlex.quote(value)}")
+    print(f"{READY_PREFIX}{url}", flush=True)
+    config = uvicorn.Config(
+        create_app(state), log_level="warning", access_log=False, timeout_keep_alive=30, lifespan="off"
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

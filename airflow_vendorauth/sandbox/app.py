@@ -1,0 +1,174 @@
+"""The sandbox application: identity endpoints, vendor APIs, admin endpoints, and the fault layer.
+
+All five vendors are served by one server, told apart by path prefix:
+
+==================  =========================================================
+``/login/...``      Microsoft identity (Kazi v1 ``/oauth2/token``, Keyavi v2.0)
+``/kazi/...``       Kazi Tagging API v2 (expectations, job and talent scans)
+``/keyavi/api/...`` Keyavi
+``/kayzen/...``     Kayzen (token and API)
+``/smartrecruiters`` SmartRecruiters (token and API)
+``/clazar/...``     Clazar (token and API)
+``/_admin/...``     counters, faults, revocation, malformed answers, sizes
+==================  =========================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import FastAPI, Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from airflow_vendorauth.sandbox import apis, identity
+from airflow_vendorauth.sandbox.state import VENDOR_NAMES, FaultRule, SandboxState
+
+TOKEN_PATHS = {
+    "kayzen": "/kayzen/v1/authentication/token",
+    "smartrecruiters": "/smartrecruiters/identity/oauth/token",
+    "clazar": "/clazar/authenticate/",
+}
+
+
+def classify(path: str) -> tuple[str, str, bool]:
+    """(vendor, route, is_token_request) of a request path."""
+    if path.startswith("/login/"):
+        return ("keyavi" if "/v2.0/" in path else "kazi"), "token", True
+    for vendor, token_path in TOKEN_PATHS.items():
+        if path == token_path:
+            return vendor, "token", True
+    head, _, rest = path.lstrip("/").partition("/")
+    vendor = head if head in VENDOR_NAMES else "other"
+    return vendor, "/" + rest, False
+
+
+class FaultsAndCounters:
+    """ASGI middleware: counts every request and answer, and misbehaves as the fault rules say."""
+
+    def __init__(self, app: ASGIApp, state: SandboxState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith("/_admin"):
+            await self.app(scope, receive, send)
+            return
+        state = self.state
+        vendor, route, is_token = classify(scope["path"])
+        state.count(vendor, "token_requests" if is_token else "api_requests")
+
+        async def counting_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state.count(vendor, f"status_{message['status']}")
+            await send(message)
+
+        for rule in [r for r in state.faults if r.matches(vendor, route)]:
+            if rule.latency_ms:
+                await asyncio.sleep(rule.latency_ms / 1000)
+            draw = state.draw()
+            if draw < rule.rate_429:
+                state.count(vendor, "fault_429")
+                await _answer(counting_send, 429, rule.retry_after)
+                return
+            draw -= rule.rate_429
+            if draw < rule.rate_5xx:
+                status = (500, 502, 503)[int(draw / rule.rate_5xx * 3) % 3]
+                state.count(vendor, f"fault_{status}")
+                await _answer(counting_send, status, None)
+                return
+            draw -= rule.rate_5xx
+            if draw < rule.rate_drop:
+                state.count(vendor, "fault_drop")
+                await _drop(send)
+                return
+            draw -= rule.rate_drop
+            if draw < rule.rate_slow:
+                state.count(vendor, "fault_slow")
+                await asyncio.sleep(rule.slow_seconds)
+        await self.app(scope, receive, counting_send)
+
+
+async def _answer(send: Send, status: int, retry_after: int | None) -> None:
+    if status == 429:
+        body = f'{{"statusCode":429,"message":"Rate limit is exceeded. Try again in {retry_after} seconds."}}'.encode()
+        headers = [(b"content-type", b"application/json"), (b"retry-after", str(retry_after).encode())]
+    else:
+        body = b"<html><body><h1>%d</h1>The upstream server is unavailable.</body></html>" % status
+        headers = [(b"content-type", b"text/html")]
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _drop(send: Send) -> None:
+    """Start an answer and hang up half-way: the client sees the connection drop mid-body."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b'{"data": [', "more_body": True})
+
+
+def create_app(state: SandboxState | None = None) -> FastAPI:
+    state = state or SandboxState()
+    app = FastAPI(title="airflow-vendorauth sandbox", openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.sandbox = state
+    app.include_router(identity.router(state))
+    app.include_router(apis.router(state))
+
+    @app.get("/_admin/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/_admin/stats")
+    async def stats() -> dict[str, Any]:
+        return state.stats()
+
+    @app.post("/_admin/reset")
+    async def reset() -> dict[str, str]:
+        state.reset()
+        return {"status": "reset"}
+
+    @app.get("/_admin/faults")
+    async def faults() -> list[dict[str, Any]]:
+        return [asdict(rule) for rule in state.faults]
+
+    @app.post("/_admin/faults")
+    async def add_fault(request: Request) -> dict[str, Any]:
+        rule = FaultRule(**(await request.json()))
+        state.faults.append(rule)
+        return asdict(rule)
+
+    @app.delete("/_admin/faults")
+    async def clear_faults() -> dict[str, int]:
+        count = len(state.faults)
+        state.faults.clear()
+        return {"cleared": count}
+
+    @app.post("/_admin/revoke")
+    async def revoke(vendor: str | None = None) -> dict[str, int]:
+        return {"revoked": state.revoke(vendor)}
+
+    @app.post("/_admin/malformed")
+    async def malformed(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        with state.lock:
+            state.malformed_tokens[body["vendor"]].extend([body["mode"]] * int(body.get("count", 1)))
+        return body
+
+    @app.post("/_admin/config")
+    async def configure(request: Request) -> dict[str, Any]:
+        body = await request.json()
+        with state.lock:
+            state.lifetimes.update(body.get("lifetimes", {}))
+            state.sizes.update(body.get("sizes", {}))
+            if "scan_seconds" in body:
+                state.scan_seconds = float(body["scan_seconds"])
+        return {"lifetimes": state.lifetimes, "sizes": state.sizes, "scan_seconds": state.scan_seconds}
+
+    return FaultsAndCounters(app, state)  # type: ignore[return-value]

@@ -1,0 +1,287 @@
+"""The vendors' token endpoints, strict as the real ones: they refuse what the vendor would refuse.
+
+The sandbox is an oracle for the hooks, so these checks are written from the seed documents, not
+from the hooks' code: a lenient fake would prove nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from airflow_vendorauth.sandbox.state import SandboxState
+
+SIGNING_KEY = b"vendorauth-sandbox-signing-key"
+KAZI_ROLES = ["read:expectations", "scan:jobs", "scan:talent"]
+#: A Kazi client registered without any role: its tokens get 401 from the API (Kazi's trap).
+KAZI_NO_ROLE_CLIENT = "kazi-sandbox-client-without-roles"
+
+
+def make_jwt(claims: dict[str, Any]) -> str:
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    head = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    body = b64(json.dumps(claims).encode())
+    signature = hmac.new(SIGNING_KEY, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(signature)}"
+
+
+def _microsoft_error(status: int, error: str, code: int, description: str) -> JSONResponse:
+    return JSONResponse(
+        {
+            "error": error,
+            "error_description": f"AADSTS{code}: {description}\r\nTrace ID: {uuid.uuid4()}\r\nCorrelation ID: "
+            f"{uuid.uuid4()}\r\nTimestamp: {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime())}",
+            "error_codes": [code],
+            "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+            "trace_id": str(uuid.uuid4()),
+            "correlation_id": str(uuid.uuid4()),
+        },
+        status_code=status,
+    )
+
+
+async def _form(request: Request) -> dict[str, str] | None:
+    """The form body, or None when the request is not form-encoded (as the IdPs require)."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return None
+    return dict(parse_qsl((await request.body()).decode()))
+
+
+def _malformed(state: SandboxState, vendor: str, good: dict[str, Any]) -> Response | None:
+    """Serve the next queued malformed answer for this vendor, if one was asked for."""
+    with state.lock:
+        queue = state.malformed_tokens.get(vendor)
+        mode = queue.pop(0) if queue else None
+    if mode is None:
+        return None
+    if mode == "html":
+        return Response("<html><body><h1>Gateway maintenance</h1></body></html>", 200, media_type="text/html")
+    if mode == "empty":
+        return Response(b"", 200, media_type="application/json")
+    if mode == "no_access_token":
+        return JSONResponse({k: v for k, v in good.items() if k != "access_token"})
+    if mode == "negative_lifetime":
+        return JSONResponse({**good, "expires_in": -60})
+    if mode == "huge_lifetime":
+        return JSONResponse({**good, "expires_in": 10**12})
+    if mode == "string_lifetime":
+        return JSONResponse({**good, "expires_in": "one hour"})
+    if mode == "bad_jwt":
+        return JSONResponse({**good, "access_token": "eyJub3QtYS1qd3Q.x"})
+    raise ValueError(f"unknown malformed token mode {mode!r}")
+
+
+def _microsoft_common(state: SandboxState, form: dict[str, str] | None, tenant: str, vendor: str) -> Response | None:
+    c = state.credentials
+    known_tenant = c.kazi_tenant if vendor == "kazi" else c.keyavi_tenant
+    client_id = c.kazi_client_id if vendor == "kazi" else c.keyavi_client_id
+    client_secret = c.kazi_client_secret if vendor == "kazi" else c.keyavi_client_secret
+    if form is None:
+        return _microsoft_error(
+            400, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'."
+        )
+    if tenant != known_tenant:
+        return _microsoft_error(400, "invalid_request", 90002, f"Tenant '{tenant}' not found.")
+    if "grant_type" not in form:
+        return _microsoft_error(
+            400, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'."
+        )
+    allowed_clients = (client_id, KAZI_NO_ROLE_CLIENT) if vendor == "kazi" else (client_id,)
+    if form.get("client_id") not in allowed_clients:
+        return _microsoft_error(
+            400,
+            "unauthorized_client",
+            700016,
+            f"Application with identifier '{form.get('client_id')}' was not found in the directory.",
+        )
+    if not hmac.compare_digest(form.get("client_secret", ""), client_secret):
+        return _microsoft_error(
+            401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent is correct."
+        )
+    return None
+
+
+def router(state: SandboxState) -> APIRouter:
+    api = APIRouter()
+
+    @api.post("/login/{tenant}/oauth2/token")
+    async def azure_v1_token(tenant: str, request: Request) -> Response:
+        """Kazi: Azure AD v1 client credentials with ``resource``; lifetimes as strings."""
+        form = await _form(request)
+        if (refusal := _microsoft_common(state, form, tenant, "kazi")) is not None:
+            return refusal
+        assert form is not None
+        if form["grant_type"] != "client_credentials":
+            return _microsoft_error(
+                400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type."
+            )
+        if not form.get("resource"):
+            return _microsoft_error(
+                400, "invalid_request", 900144, "The request body must contain the following parameter: 'resource'."
+            )
+        if form["resource"] != state.credentials.kazi_resource:
+            return _microsoft_error(
+                400, "invalid_resource", 500011, f"The resource principal named {form['resource']} was not found."
+            )
+        now = int(time.time())
+        lifetime = state.lifetimes["kazi"]
+        roles = [] if form["client_id"] == KAZI_NO_ROLE_CLIENT else KAZI_ROLES
+        claims = {"aud": form["resource"], "appid": form["client_id"], "roles": roles, "exp": now + lifetime}
+        token = make_jwt({**claims, "iat": now, "nbf": now, "jti": uuid.uuid4().hex})
+        good = {
+            "token_type": "Bearer",
+            "expires_in": str(lifetime),
+            "ext_expires_in": str(lifetime),
+            "expires_on": str(now + lifetime),
+            "not_before": str(now),
+            "resource": form["resource"],
+            "access_token": token,
+        }
+        if (bad := _malformed(state, "kazi", good)) is not None:
+            return bad
+        state.issue("kazi", claims, token)
+        return JSONResponse(good)
+
+    @api.post("/login/{tenant}/oauth2/v2.0/token")
+    async def microsoft_v2_token(tenant: str, request: Request) -> Response:
+        """Keyavi: Microsoft identity v2.0, password or client credentials, with its scope rules."""
+        form = await _form(request)
+        if (refusal := _microsoft_common(state, form, tenant, "keyavi")) is not None:
+            return refusal
+        assert form is not None
+        c = state.credentials
+        grant, scope = form["grant_type"], form.get("scope", "")
+        if grant not in ("client_credentials", "password"):
+            return _microsoft_error(
+                400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type."
+            )
+        if not scope:
+            return _microsoft_error(
+                400, "invalid_request", 900144, "The request body must contain the following parameter: 'scope'."
+            )
+        now = int(time.time())
+        lifetime = state.lifetimes["keyavi"]
+        if grant == "client_credentials":
+            if not scope.endswith("/.default"):
+                return _microsoft_error(
+                    400,
+                    "invalid_scope",
+                    1002012,
+                    f"The provided value for scope {scope} is not valid. Client credential flows must have a "
+                    "scope value with /.default suffixed to the resource identifier (application ID URI).",
+                )
+            claims: dict[str, Any] = {"idtyp": "app", "roles": ["Payloads.Read"], "appid": form["client_id"]}
+        else:
+            if not scope.endswith("/access_as_user"):
+                return _microsoft_error(
+                    400, "invalid_scope", 70011, f"The provided value for scope {scope} is not valid."
+                )
+            if not form.get("username") or not form.get("password"):
+                return _microsoft_error(
+                    400, "invalid_request", 900144, "The request body must contain 'username' and 'password'."
+                )
+            if form["username"] != c.keyavi_username or not hmac.compare_digest(form["password"], c.keyavi_password):
+                return _microsoft_error(
+                    400, "invalid_grant", 50126, "Error validating credentials due to invalid username or password."
+                )
+            claims = {"idtyp": "user", "upn": form["username"], "scp": "access_as_user"}
+        if not scope.startswith(c.keyavi_app_id_uri):
+            return _microsoft_error(400, "invalid_scope", 70011, f"The provided value for scope {scope} is not valid.")
+        claims = {**claims, "aud": c.keyavi_app_id_uri, "exp": now + lifetime}
+        token = make_jwt({**claims, "iat": now, "jti": uuid.uuid4().hex})
+        good = {
+            "token_type": "Bearer",
+            "scope": scope,
+            "expires_in": lifetime,
+            "ext_expires_in": lifetime,
+            "access_token": token,
+        }
+        if (bad := _malformed(state, "keyavi", good)) is not None:
+            return bad
+        state.issue("keyavi", claims, token)
+        return JSONResponse(good)
+
+    def kayzen_error(message: str) -> JSONResponse:
+        return JSONResponse({"error": "Authentication error", "message": message}, status_code=401)
+
+    @api.post("/kayzen/v1/authentication/token")
+    async def kayzen_token(request: Request) -> Response:
+        """Kayzen: password grant in a form, behind Basic base64(api_key:api_secret)."""
+        c = state.credentials
+        header = request.headers.get("authorization", "")
+        if not header.lower().startswith("basic "):
+            return kayzen_error("Invalid API Key")
+        try:
+            key, _, secret = base64.b64decode(header[6:].strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return kayzen_error("Invalid API Key")
+        if key != c.kayzen_api_key or not hmac.compare_digest(secret, c.kayzen_api_secret):
+            return kayzen_error("Invalid API Key")
+        form = await _form(request)
+        if form is None:
+            return JSONResponse({"error": "invalid_request", "message": "Send a form-encoded body"}, status_code=400)
+        if form.get("grant_type") != "password":
+            return JSONResponse(
+                {"error": "unsupported_grant_type", "message": "grant_type must be password"}, status_code=400
+            )
+        if form.get("username") != c.kayzen_username or not hmac.compare_digest(
+            form.get("password", ""), c.kayzen_password
+        ):
+            return kayzen_error("Invalid login credentials")
+        token, lifetime = state.issue("kayzen")
+        good = {"access_token": token, "expires_in": str(lifetime), "scope": ""}
+        return _malformed(state, "kayzen", good) or JSONResponse(good)
+
+    @api.post("/smartrecruiters/identity/oauth/token")
+    async def smartrecruiters_token(request: Request) -> Response:
+        """SmartRecruiters: form client credentials; ``token_type`` in lower case."""
+        c = state.credentials
+        form = await _form(request)
+        if form is None or form.get("grant_type") != "client_credentials":
+            return JSONResponse(
+                {"error": "invalid_request", "error_description": "Missing grant type"}, status_code=400
+            )
+        if form.get("client_id") != c.smartrecruiters_client_id or not hmac.compare_digest(
+            form.get("client_secret", ""), c.smartrecruiters_client_secret
+        ):
+            return JSONResponse(
+                {"error": "invalid_client", "error_description": "Bad client credentials"}, status_code=401
+            )
+        token, lifetime = state.issue("smartrecruiters", token=f"DCRD10-{uuid.uuid4().hex}")
+        good = {"access_token": token, "token_type": "bearer", "expires_in": lifetime}
+        return _malformed(state, "smartrecruiters", good) or JSONResponse(good)
+
+    @api.post("/clazar/authenticate/")
+    async def clazar_token(request: Request) -> Response:
+        """Clazar: client id and secret in a JSON body; anything else is refused."""
+        c = state.credentials
+        content_type = request.headers.get("content-type", "")
+        if not content_type.startswith("application/json"):
+            return JSONResponse({"detail": f'Unsupported media type "{content_type}" in request.'}, status_code=415)
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return JSONResponse({"detail": "JSON parse error"}, status_code=400)
+        if not isinstance(body, dict) or not body.get("client_id") or not body.get("client_secret"):
+            return JSONResponse({"detail": "client_id and client_secret are required."}, status_code=400)
+        if body["client_id"] != c.clazar_client_id or not hmac.compare_digest(
+            str(body["client_secret"]), c.clazar_client_secret
+        ):
+            return JSONResponse({"error": "invalid_client", "detail": "Invalid client credentials."}, status_code=401)
+        token, lifetime = state.issue("clazar")
+        good = {"access_token": token, "token_type": "bearer", "expires_in": lifetime}
+        return _malformed(state, "clazar", good) or JSONResponse(good)
+
+    return api

@@ -1,0 +1,39 @@
+"""pytest fixtures for testing DAGs against the sandbox.
+
+Enable with ``-p airflow_vendorauth.sandbox.pytest_plugin`` or, in a ``conftest.py``,
+``pytest_plugins = ["airflow_vendorauth.sandbox.pytest_plugin"]``.
+
+- ``vendor_sandbox`` (session): a sandbox process on a free port of 127.0.0.1.
+- ``sandbox_connections``: resets the sandbox (counters, faults, tokens) and this process's token
+  cache, sets ``AIRFLOW_CONN_*`` for every vendor (``kazi_default``, ``keyavi_default``,
+  ``keyavi_user``, ``kayzen_default``, ``smartrecruiters_default``, ``clazar_default``) and returns them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from airflow_vendorauth.sandbox.client import Sandbox
+
+
+@pytest.fixture(scope="session")
+def vendor_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    log = tmp_path_factory.mktemp("vendor-sandbox") / "sandbox.log"
+    with Sandbox(log_path=log) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def sandbox_connections(vendor_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    from airflow_vendorauth.auth.cache import MEMORY_CACHE
+    from airflow_vendorauth.auth.provider import forget_remembered_failures
+
+    vendor_sandbox.reset()
+    MEMORY_CACHE.clear()
+    forget_remembered_failures()
+    environment = vendor_sandbox.environment()
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    return environment

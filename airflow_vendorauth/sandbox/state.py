@@ -1,0 +1,173 @@
+"""The sandbox's state: its credentials, the tokens it issued, its counters, faults and scans.
+
+Everything lives in one process (the sandbox's), so its counters are the truth about how many token
+requests a whole cluster of Airflow workers made.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import random
+import secrets
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from airflow_vendorauth.sandbox.data import DATASETS
+
+VENDOR_NAMES = ("kazi", "keyavi", "kayzen", "smartrecruiters", "clazar")
+
+#: The vendors' real token lifetimes (seconds), overridable so tests can use seconds.
+DEFAULT_LIFETIMES = {"kazi": 3599, "keyavi": 3599, "kayzen": 1799, "smartrecruiters": 1799, "clazar": 86400}
+
+
+@dataclass(frozen=True)
+class SandboxCredentials:
+    """The credentials the sandbox accepts. Test values, but treated as secrets all the same."""
+
+    kazi_tenant: str = "kazi-sandbox-tenant"
+    kazi_client_id: str = "kazi-sandbox-client"
+    kazi_client_secret: str = "kazi-sandbox-secret-7Qx2"
+    kazi_resource: str = "d00b610c-389f-4a05-97cc-f9a934488c8b"
+    kazi_subscription_key: str = "kazi-sandbox-subkey-91ab"
+    keyavi_tenant: str = "keyavi-sandbox-tenant"
+    keyavi_client_id: str = "keyavi-sandbox-client"
+    keyavi_client_secret: str = "keyavi-sandbox-secret-3Zr8"
+    keyavi_app_id_uri: str = "api://550e8400-e29b-41d4-a716-446655440000"
+    keyavi_subscription_key: str = "keyavi-sandbox-subkey-5c0d"
+    keyavi_username: str = "ana@keyavi.example"
+    keyavi_password: str = "keyavi-sandbox-userpass-8Lm4"
+    keyavi_caller_id: str = "etl-service@keyavi.example"
+    kayzen_api_key: str = "kayzen-sandbox-apikey"
+    kayzen_api_secret: str = "kayzen-sandbox-apisecret-2Wd6"
+    kayzen_username: str = "ana@kayzen.example"
+    kayzen_password: str = "kayzen-sandbox-userpass-4Tg1"
+    smartrecruiters_client_id: str = "82e4424135fe01c169165228a84e7c5c"
+    smartrecruiters_client_secret: str = "sr-sandbox-secret-9165228a82e4"
+    clazar_client_id: str = "clazar-sandbox-client"
+    clazar_client_secret: str = "clazar-sandbox-secret-6Hy3"
+
+    def secrets(self) -> list[str]:
+        """Every secret value, for leak scans."""
+        return [v for k, v in asdict(self).items() if any(w in k for w in ("secret", "password", "subscription_key"))]
+
+
+@dataclass
+class FaultRule:
+    """Misbehaviour for requests of a vendor (``*`` for all) whose route matches a glob.
+
+    ``route`` is ``token`` for the token endpoint, else a glob of the API path after the vendor
+    prefix (``/tagging/v2/*``). Rates are probabilities per request, drawn in this order.
+    """
+
+    vendor: str = "*"
+    route: str = "*"
+    rate_429: float = 0.0
+    rate_5xx: float = 0.0
+    rate_drop: float = 0.0
+    rate_slow: float = 0.0
+    slow_seconds: float = 5.0
+    latency_ms: float = 0.0
+    retry_after: int = 1
+
+    def matches(self, vendor: str, route: str) -> bool:
+        return self.vendor in ("*", vendor) and fnmatch.fnmatch(route, self.route)
+
+
+@dataclass
+class IssuedToken:
+    vendor: str
+    expires_at: float
+    claims: dict[str, Any]
+
+
+@dataclass
+class Scan:
+    id: str
+    kind: str  # "job" or "talent"
+    item_ids: list[str]
+    submitted_at: float
+    duration: float
+    fail: bool = False
+
+    def status(self, now: float) -> str:
+        elapsed = now - self.submitted_at
+        if elapsed < self.duration * 0.2:
+            return "Queued"
+        if elapsed < self.duration:
+            return "Running"
+        return "Failed" if self.fail else "Succeeded"
+
+
+@dataclass
+class SandboxState:
+    seed: int = 7
+    credentials: SandboxCredentials = field(default_factory=SandboxCredentials)
+    lifetimes: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LIFETIMES))
+    sizes: dict[str, int] = field(default_factory=lambda: {k: v[1] for k, v in DATASETS.items()})
+    scan_seconds: float = 2.0
+    faults: list[FaultRule] = field(default_factory=list)
+    #: vendor -> queue of malformed token answers to serve next ("html", "empty", ...).
+    malformed_tokens: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+    tokens: dict[str, IssuedToken] = field(default_factory=dict)
+    scans: dict[str, Scan] = field(default_factory=dict)
+    counters: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    rng: random.Random = field(default_factory=lambda: random.Random(7))
+
+    # ---- tokens -------------------------------------------------------------------------------------
+
+    def issue(self, vendor: str, claims: dict[str, Any] | None = None, token: str | None = None) -> tuple[str, int]:
+        lifetime = self.lifetimes[vendor]
+        token = token or f"{vendor[:3].upper()}-{secrets.token_urlsafe(24)}"
+        with self.lock:
+            self.tokens[token] = IssuedToken(vendor, time.time() + lifetime, claims or {})
+        return token, lifetime
+
+    def check_token(self, vendor: str, token: str) -> IssuedToken | None:
+        issued = self.tokens.get(token)
+        if issued is None or issued.vendor != vendor or issued.expires_at <= time.time():
+            return None
+        return issued
+
+    def revoke(self, vendor: str | None = None) -> int:
+        with self.lock:
+            doomed = [t for t, info in self.tokens.items() if vendor in (None, info.vendor)]
+            for t in doomed:
+                del self.tokens[t]
+        return len(doomed)
+
+    # ---- counters and faults ------------------------------------------------------------------------------
+
+    def count(self, vendor: str, what: str) -> None:
+        with self.lock:
+            self.counters[vendor][what] += 1
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        with self.lock:
+            return {v: dict(c) for v, c in self.counters.items()}
+
+    def reset(self) -> None:
+        with self.lock:
+            self.counters.clear()
+            self.faults.clear()
+            self.malformed_tokens.clear()
+            self.tokens.clear()
+            self.scans.clear()
+            self.lifetimes = dict(DEFAULT_LIFETIMES)
+            self.sizes = {k: v[1] for k, v in DATASETS.items()}
+
+    def draw(self) -> float:
+        with self.lock:
+            return self.rng.random()
+
+    # ---- scans ---------------------------------------------------------------------------------------------
+
+    def submit_scan(self, kind: str, item_ids: list[str], fail: bool = False) -> Scan:
+        scan = Scan(f"{kind}-scan-{uuid.uuid4().hex[:12]}", kind, item_ids, time.time(), self.scan_seconds, fail)
+        with self.lock:
+            self.scans[scan.id] = scan
+        return scan
