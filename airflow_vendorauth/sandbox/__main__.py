@@ -10,7 +10,6 @@ import argparse
 import json
 import shlex
 import socket
-import sys
 
 from airflow_vendorauth.sandbox.connections import sandbox_environment
 from airflow_vendorauth.sandbox.state import FaultRule, SandboxState
@@ -72,4 +71,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

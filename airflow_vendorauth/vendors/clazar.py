@@ -10,7 +10,9 @@ from airflow_vendorauth.vendors.profile import VendorProfile
 def _pagination() -> object:
     from airflow_vendorauth.pagination import PageNumberPagination
 
-    return PageNumberPagination(page_param="page", size_param="page_size", page_size=100, records_path="results")
+    return PageNumberPagination(
+        page_param="page", size_param="page_size", page_size=100, records_path="results", total_path="count"
+    )
 
 
 CLAZAR = VendorProfile(

@@ -29,7 +29,12 @@ def claims_of(jwt: str) -> dict:
 
 def kazi_token(sb: Sandbox, **changes: str) -> httpx.Response:
     c = sb.credentials
-    form = {"grant_type": "client_credentials", "client_id": c.kazi_client_id, "client_secret": c.kazi_client_secret, "resource": c.kazi_resource}
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": c.kazi_client_id,
+        "client_secret": c.kazi_client_secret,
+        "resource": c.kazi_resource,
+    }
     form.update(changes)
     tenant = form.pop("tenant", c.kazi_tenant)
     return httpx.post(f"{sb.url}/login/{tenant}/oauth2/token", data={k: v for k, v in form.items() if v})
@@ -37,14 +42,27 @@ def kazi_token(sb: Sandbox, **changes: str) -> httpx.Response:
 
 def keyavi_token(sb: Sandbox, **changes: str) -> httpx.Response:
     c = sb.credentials
-    form = {"grant_type": "client_credentials", "client_id": c.keyavi_client_id, "client_secret": c.keyavi_client_secret, "scope": f"{c.keyavi_app_id_uri}/.default"}
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": c.keyavi_client_id,
+        "client_secret": c.keyavi_client_secret,
+        "scope": f"{c.keyavi_app_id_uri}/.default",
+    }
     form.update(changes)
     return httpx.post(f"{sb.url}/login/{c.keyavi_tenant}/oauth2/v2.0/token", data=form)
 
 
 def test_kazi_answers_azure_v1_shape_with_string_lifetimes_and_a_jwt(sb: Sandbox) -> None:
     body = kazi_token(sb).json()
-    assert set(body) == {"token_type", "expires_in", "ext_expires_in", "expires_on", "not_before", "resource", "access_token"}
+    assert set(body) == {
+        "token_type",
+        "expires_in",
+        "ext_expires_in",
+        "expires_on",
+        "not_before",
+        "resource",
+        "access_token",
+    }
     for name in ("expires_in", "ext_expires_in", "expires_on", "not_before"):
         assert isinstance(body[name], str)
     claims = claims_of(body["access_token"])
@@ -96,14 +114,27 @@ def test_keyavi_app_token_call_without_caller_id_is_refused(sb: Sandbox) -> None
     assert httpx.get(f"{sb.url}/keyavi/api/payloads", headers=headers).status_code == 400
     ok = httpx.get(f"{sb.url}/keyavi/api/payloads", headers={**headers, "x-api-caller-id": c.keyavi_caller_id})
     assert ok.status_code == 200
-    assert httpx.get(f"{sb.url}/keyavi/api/payloads", headers={"Authorization": f"Bearer {token}", "x-api-caller-id": "x"}).status_code == 401
+    assert (
+        httpx.get(
+            f"{sb.url}/keyavi/api/payloads", headers={"Authorization": f"Bearer {token}", "x-api-caller-id": "x"}
+        ).status_code
+        == 401
+    )
 
 
 def test_keyavi_filters_sorts_and_pages(sb: Sandbox) -> None:
     c = sb.credentials
     token = keyavi_token(sb).json()["access_token"]
-    headers = {"Authorization": f"Bearer {token}", "Ocp-Apim-Subscription-Key": c.keyavi_subscription_key, "x-api-caller-id": "a@b.c"}
-    body = httpx.get(f"{sb.url}/keyavi/api/payloads", params={"status": "shared", "sort": "-createdAt", "pageSize": 5}, headers=headers).json()
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Ocp-Apim-Subscription-Key": c.keyavi_subscription_key,
+        "x-api-caller-id": "a@b.c",
+    }
+    body = httpx.get(
+        f"{sb.url}/keyavi/api/payloads",
+        params={"status": "shared", "sort": "-createdAt", "pageSize": 5},
+        headers=headers,
+    ).json()
     assert all(p["status"] == "shared" for p in body["data"])
     created = [p["createdAt"] for p in body["data"]]
     assert created == sorted(created, reverse=True)
@@ -127,7 +158,11 @@ def test_smartrecruiters_answers_lower_case_bearer(sb: Sandbox) -> None:
     c = sb.credentials
     body = httpx.post(
         f"{sb.url}/smartrecruiters/identity/oauth/token",
-        data={"grant_type": "client_credentials", "client_id": c.smartrecruiters_client_id, "client_secret": c.smartrecruiters_client_secret},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": c.smartrecruiters_client_id,
+            "client_secret": c.smartrecruiters_client_secret,
+        },
     ).json()
     assert body["token_type"] == "bearer" and body["expires_in"] == 1799
 
@@ -144,7 +179,10 @@ def test_clazar_refuses_a_form_and_accepts_json(sb: Sandbox) -> None:
 def test_tokens_expire_by_their_configured_lifetime(sb: Sandbox) -> None:
     sb.configure(lifetimes={"clazar": 1})
     c = sb.credentials
-    token = httpx.post(f"{sb.url}/clazar/authenticate/", json={"client_id": c.clazar_client_id, "client_secret": c.clazar_client_secret}).json()
+    token = httpx.post(
+        f"{sb.url}/clazar/authenticate/",
+        json={"client_id": c.clazar_client_id, "client_secret": c.clazar_client_secret},
+    ).json()
     headers = {"Authorization": f"Bearer {token['access_token']}"}
     assert httpx.get(f"{sb.url}/clazar/listings/", headers=headers).status_code == 200
     time.sleep(1.2)
@@ -169,9 +207,13 @@ def test_large_data_sets_are_generated_on_demand(sb: Sandbox) -> None:
     token = kazi_token(sb).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}", "Ocp-Apim-Subscription-Key": c.kazi_subscription_key}
     started = time.monotonic()
-    last = httpx.get(f"{sb.url}/kazi/tagging/v2/expectations", params={"page": 10_000, "pageSize": 100}, headers=headers).json()
+    last = httpx.get(
+        f"{sb.url}/kazi/tagging/v2/expectations", params={"page": 10_000, "pageSize": 100}, headers=headers
+    ).json()
     assert time.monotonic() - started < 5
     assert last["data"][-1]["id"] == "exp-00999999"
     assert last["pagination"]["totalAmount"] == 1_000_000
-    again = httpx.get(f"{sb.url}/kazi/tagging/v2/expectations", params={"page": 10_000, "pageSize": 100}, headers=headers).json()
+    again = httpx.get(
+        f"{sb.url}/kazi/tagging/v2/expectations", params={"page": 10_000, "pageSize": 100}, headers=headers
+    ).json()
     assert again == last
