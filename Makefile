@@ -23,10 +23,10 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy airflow_vendorauth
 
 demo: $(STAMP)
-	$(PY) -m airflow_vendorauth.demo
+	$(PY) scripts/demo.py
 
 airflow: $(STAMP)
-	$(PY) -m airflow_vendorauth.demo --standalone
+	$(PY) scripts/demo.py --standalone
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -278,7 +278,7 @@ def _after_page(
     return records, following
 
 
-def iterate_pages(
+def page_batches(
     fetch: Callable[[dict[str, Any], str | None], httpx.Response],
     strategy: Pagination,
     *,
@@ -288,8 +288,9 @@ def iterate_pages(
     stats: PaginationStats | None = None,
     start: PageRequest | None = None,
     where: str = "pagination",
-) -> Iterator[Any]:
-    """Yield records page after page. ``start`` resumes from a checkpointed request."""
+) -> Iterator[list[Any]]:
+    """Yield each page's records, page after page; ``start`` resumes from a checkpointed request.
+    After each yield, ``stats.next_request`` is where the scan would go on."""
     stats = stats or PaginationStats()
     guard = _loop_guard(where)
     request: PageRequest | None = start or strategy.first(params or {})
@@ -297,10 +298,18 @@ def iterate_pages(
         guard(request)
         page = strategy.read(fetch(request.params, request.url), request, where)
         records, request = _after_page(page, strategy, stats, max_pages, max_records)
+        yield records
+
+
+def iterate_pages(
+    fetch: Callable[[dict[str, Any], str | None], httpx.Response], strategy: Pagination, **kwargs: Any
+) -> Iterator[Any]:
+    """Yield records, one page in memory at a time (see :func:`page_batches` for the arguments)."""
+    for records in page_batches(fetch, strategy, **kwargs):
         yield from records
 
 
-async def aiterate_pages(
+async def apage_batches(
     fetch: Callable[[dict[str, Any], str | None], Awaitable[httpx.Response]],
     strategy: Pagination,
     *,
@@ -310,8 +319,8 @@ async def aiterate_pages(
     stats: PaginationStats | None = None,
     start: PageRequest | None = None,
     where: str = "pagination",
-) -> AsyncIterator[Any]:
-    """The async twin of :func:`iterate_pages`."""
+) -> AsyncIterator[list[Any]]:
+    """The async twin of :func:`page_batches`."""
     stats = stats or PaginationStats()
     guard = _loop_guard(where)
     request: PageRequest | None = start or strategy.first(params or {})
@@ -319,5 +328,13 @@ async def aiterate_pages(
         guard(request)
         page = strategy.read(await fetch(request.params, request.url), request, where)
         records, request = _after_page(page, strategy, stats, max_pages, max_records)
+        yield records
+
+
+async def aiterate_pages(
+    fetch: Callable[[dict[str, Any], str | None], Awaitable[httpx.Response]], strategy: Pagination, **kwargs: Any
+) -> AsyncIterator[Any]:
+    """The async twin of :func:`iterate_pages`."""
+    async for records in apage_batches(fetch, strategy, **kwargs):
         for record in records:
             yield record

@@ -29,7 +29,7 @@ from airflow_vendorauth.vendors.profile import ConnectionSettings, RawConnection
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-    from airflow_vendorauth.pagination import Pagination, PaginationStats
+    from airflow_vendorauth.pagination import PageRequest, Pagination, PaginationStats
 
 #: Methods that may be sent twice without harm; POST and PATCH are retried only when the request
 #: provably never reached the server (a connect error), unless the caller opts in.
@@ -161,11 +161,12 @@ class VendorHook(BaseHook):
         return self._provider
 
     def _shared_cache(self, settings: ConnectionSettings) -> Any:
+        """The file or Redis cache the connection asks for; None for memory, or without a Fernet key."""
         if settings.token_cache == "memory":
             return None
-        from airflow_vendorauth.auth.shared import shared_cache_for
+        from airflow_vendorauth.hooks.shared_cache import shared_cache_for
 
-        return shared_cache_for(settings.token_cache, logger=self.log)
+        return shared_cache_for(settings.token_cache, logger=self.log)  # type: ignore[arg-type]
 
     # ---- tokens ------------------------------------------------------------------------------------
 
@@ -374,6 +375,36 @@ class VendorHook(BaseHook):
             raise ValueError(f"{self.profile.display_name} has no default pagination; pass one")
         return self.profile.default_pagination()  # type: ignore[no-any-return]
 
+    def _where(self, endpoint: str) -> str:
+        return f"{self.profile.display_name} {endpoint} (connection {self.conn_id!r})"
+
+    def paginate_pages(
+        self,
+        endpoint: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+        pagination: Pagination | None = None,
+        max_pages: int | None = None,
+        max_records: int | None = None,
+        stats: PaginationStats | None = None,
+        start: PageRequest | None = None,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Yield each page's records (a list), one page in memory at a time. ``start`` resumes a scan
+        from a checkpointed :class:`PageRequest` (``stats.next_request`` after each page)."""
+        from airflow_vendorauth.pagination import page_batches
+
+        yield from page_batches(
+            lambda p, url: self.request("GET", url or endpoint, params=None if url else p, headers=headers),
+            pagination or self.default_pagination(),
+            params=params,
+            max_pages=max_pages,
+            max_records=max_records,
+            stats=stats,
+            start=start,
+            where=self._where(endpoint),
+        )
+
     def paginate(
         self,
         endpoint: str,
@@ -385,18 +416,10 @@ class VendorHook(BaseHook):
         stats: PaginationStats | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Yield the records of every page of ``endpoint``, holding one page in memory at a time."""
-        from airflow_vendorauth.pagination import iterate_pages
-
-        strategy = pagination or self.default_pagination()
-        yield from iterate_pages(
-            lambda p, url: self.request("GET", url or endpoint, params=None if url else p),
-            strategy,
-            params=params,
-            max_pages=max_pages,
-            max_records=max_records,
-            stats=stats,
-            where=f"{self.profile.display_name} {endpoint} (connection {self.conn_id!r})",
-        )
+        for records in self.paginate_pages(
+            endpoint, params=params, pagination=pagination, max_pages=max_pages, max_records=max_records, stats=stats
+        ):
+            yield from records
 
     async def apaginate(
         self,
@@ -411,19 +434,17 @@ class VendorHook(BaseHook):
         """The async twin of :meth:`paginate`: the same records, in the same order."""
         from airflow_vendorauth.pagination import aiterate_pages
 
-        strategy = pagination or self.default_pagination()
-
         async def fetch(p: dict[str, Any], url: str | None) -> httpx.Response:
             return await self.arequest("GET", url or endpoint, params=None if url else p)
 
         async for record in aiterate_pages(
             fetch,
-            strategy,
+            pagination or self.default_pagination(),
             params=params,
             max_pages=max_pages,
             max_records=max_records,
             stats=stats,
-            where=f"{self.profile.display_name} {endpoint} (connection {self.conn_id!r})",
+            where=self._where(endpoint),
         ):
             yield record
 
@@ -448,3 +469,23 @@ def _mask(secret: str) -> None:
     from airflow.sdk.log import mask_secret
 
     mask_secret(secret)
+
+
+def hook_for_connection(conn_id: str, **kwargs: Any) -> VendorHook:
+    """The vendor hook that fits a connection's type (the operators choose their hook this way)."""
+    import importlib
+
+    from airflow_vendorauth.vendors import VENDORS
+
+    conn_type = BaseHook.get_connection(conn_id).conn_type
+    profile = VENDORS.get(conn_type or "")
+    if profile is None:
+        raise ConnectionConfigError(
+            conn_id,
+            "conn_type",
+            f"is {conn_type!r}, not a vendor this provider serves",
+            f"use one of {', '.join(VENDORS)}",
+        )
+    module, _, name = profile.hook_class_name.rpartition(".")
+    hook_class: type[VendorHook] = getattr(importlib.import_module(module), name)
+    return hook_class(conn_id, **kwargs)

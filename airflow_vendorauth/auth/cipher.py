@@ -1,0 +1,39 @@
+"""Encryption of tokens at rest in the shared caches, with Airflow's Fernet key(s).
+
+Airflow's ``[core] fernet_key`` may hold several comma-separated keys (rotation): the first encrypts,
+any decrypts, as Airflow itself does. Without a key there is no cipher, and the shared caches store
+nothing (a token is never written in clear): see :func:`cipher_from_keys`.
+"""
+
+from __future__ import annotations
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+
+class CacheEntryUnreadable(Exception):
+    """A cached entry could not be decrypted or parsed (corrupt, or written with another key)."""
+
+
+class TokenCipher:
+    def __init__(self, keys: list[str]) -> None:
+        self._fernet = MultiFernet([Fernet(k.encode()) for k in keys])
+
+    def encrypt(self, text: str) -> bytes:
+        return self._fernet.encrypt(text.encode())
+
+    def decrypt(self, blob: bytes) -> str:
+        try:
+            return self._fernet.decrypt(blob).decode()
+        except (InvalidToken, ValueError, UnicodeDecodeError) as exc:
+            raise CacheEntryUnreadable(type(exc).__name__) from None
+
+
+def cipher_from_keys(fernet_key: str | None) -> TokenCipher | None:
+    """A cipher for Airflow's ``[core] fernet_key`` value, or None when it is empty or invalid."""
+    keys = [k.strip() for k in (fernet_key or "").split(",") if k.strip()]
+    if not keys:
+        return None
+    try:
+        return TokenCipher(keys)
+    except ValueError:
+        return None

@@ -1,0 +1,145 @@
+"""File token cache: the task processes of one machine share tokens.
+
+One file per credential (``<fingerprint>.token``, mode 0600) in a directory only the owner can enter
+(0700); entries are Fernet-encrypted and written atomically (temp file + rename). A miss is single
+flight across processes through a ``filelock`` lock file: the kernel releases it when its holder
+dies, and a lock not obtained within ``lock_timeout`` seconds is given up on (the caller then fetches
+directly). Every failure (corrupt entry, wrong key, full disk, unwritable directory) logs a warning
+once and degrades to "no cache"; it never fails a task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import filelock
+
+from airflow_vendorauth.auth.cipher import CacheEntryUnreadable, TokenCipher
+from airflow_vendorauth.auth.token import AccessToken
+from airflow_vendorauth.auth.warn_once import warn_once
+
+
+class FileTokenCache:
+    name = "file"
+
+    def __init__(
+        self,
+        directory: str | Path,
+        cipher: TokenCipher,
+        *,
+        lock_timeout: float = 30.0,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.cipher = cipher
+        self.lock_timeout = lock_timeout
+        self.log = logger
+        self._ready = False
+
+    def _prepare(self) -> bool:
+        if self._ready:
+            return True
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(self.directory, 0o700)
+        except OSError as exc:
+            warn_once(
+                self.log,
+                f"file-dir:{self.directory}",
+                "Token cache directory %s is unusable (%s): tokens are fetched directly",
+                self.directory,
+                exc,
+            )
+            return False
+        self._ready = True
+        return True
+
+    def _path(self, key: str) -> Path:
+        return self.directory / f"{key}.token"
+
+    def load(self, key: str) -> AccessToken | None:
+        if not self._prepare():
+            return None
+        path = self._path(key)
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            warn_once(
+                self.log,
+                f"file-read:{path}",
+                "Cannot read token cache entry %s (%s): fetching a token directly",
+                path,
+                exc,
+            )
+            return None
+        try:
+            return AccessToken.from_json(self.cipher.decrypt(blob), source=self.name)
+        except (CacheEntryUnreadable, ValueError, KeyError) as exc:
+            warn_once(
+                self.log,
+                f"file-corrupt:{path}",
+                "Token cache entry %s is unreadable (%s: corrupt, or written with another Fernet key); replacing it",
+                path,
+                type(exc).__name__,
+            )
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
+
+    def store(self, key: str, token: AccessToken) -> None:
+        if not self._prepare():
+            return
+        blob = self.cipher.encrypt(token.to_json())
+        try:
+            fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".token")  # created 0600
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(blob)
+                os.replace(temp, self._path(key))
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
+                raise
+        except OSError as exc:
+            warn_once(
+                self.log,
+                f"file-write:{self.directory}",
+                "Cannot write the token cache in %s (%s): other tasks will fetch their own",
+                self.directory,
+                exc,
+            )
+
+    def evict(self, key: str, access_token: str) -> None:
+        current = self.load(key)
+        if current is not None and current.access_token == access_token:
+            with contextlib.suppress(OSError):
+                self._path(key).unlink()
+
+    @contextlib.contextmanager
+    def fetch_lock(self, key: str) -> Iterator[None]:
+        if not self._prepare():
+            yield
+            return
+        lock = filelock.FileLock(str(self.directory / f"{key}.lock"), timeout=self.lock_timeout, mode=0o600)
+        try:
+            lock.acquire()
+        except (filelock.Timeout, OSError) as exc:
+            warn_once(
+                self.log,
+                f"file-lock:{key}",
+                "Token cache lock not obtained (%s): fetching a token directly",
+                type(exc).__name__,
+            )
+            yield
+            return
+        try:
+            yield
+        finally:
+            lock.release()

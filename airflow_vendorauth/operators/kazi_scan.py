@@ -1,0 +1,218 @@
+"""KaziScanOperator: submit a job or talent scan, wait for it, collect its results.
+
+Waiting happens either in the triggerer (``deferrable=True``: the worker slot is freed) or by polling.
+Either way the scan id is kept in Airflow's ``task_state_store`` (``ResumableJobMixin``), so a retried
+task reconnects to the scan it already submitted instead of submitting it twice, and the results are
+written with per-page checkpoints, so a task killed while collecting resumes where it stopped.
+
+The default paths follow the sandbox's model of Kazi's Tagging API v2 (submit
+``POST /tagging/v2/{kind}-scans`` with ``{"jobs": [...]}`` or ``{"candidates": [...]}``, poll
+``GET .../{scan_id}``, page ``GET .../{scan_id}/results``); every path is a parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pendulum
+from airflow.sdk import BaseOperator, ResumableJobMixin
+
+from airflow_vendorauth.operators.api import asset_for_output
+from airflow_vendorauth.triggers.kazi_scan import ACTIVE_STATUSES, SUCCEEDED_STATUSES, KaziScanTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from airflow_vendorauth.hooks.kazi import KaziHook
+
+ScanType = Literal["job", "talent"]
+ITEMS_FIELD = {"job": "jobs", "talent": "candidates"}
+
+
+class KaziScanError(RuntimeError):
+    """The scan failed or timed out at Kazi."""
+
+
+class KaziScanOperator(ResumableJobMixin, BaseOperator):
+    """Run a Kazi job or talent scan over ``items`` (or the JSON Lines file ``input_path``).
+
+    :param scan_type: "job" or "talent".
+    :param input_path: a JSON Lines file of the items to scan (e.g. an upstream VendorApiOperator's
+        output); templated. ``items`` gives them inline instead.
+    :param output: JSON Lines file for the results; templated. Without it, XCom gets the results.
+    :param deferrable: wait in the triggerer instead of a worker slot.
+    :param poll_interval: seconds between status checks. ``scan_timeout``: give up after this long.
+    """
+
+    template_fields: Sequence[str] = ("conn_id", "input_path", "items", "output")
+    external_id_key = "kazi_scan_id"
+    output: str | None = None  # type: ignore[assignment]  # shadows BaseOperator.output, as in VendorApiOperator
+
+    def __init__(
+        self,
+        *,
+        scan_type: ScanType,
+        conn_id: str = "kazi_default",
+        input_path: str | None = None,
+        items: list[dict[str, Any]] | None = None,
+        output: str | None = None,
+        deferrable: bool = False,
+        poll_interval: float = 5.0,
+        scan_timeout: timedelta = timedelta(hours=2),
+        submit_endpoint: str = "/tagging/v2/{kind}-scans",
+        status_endpoint: str = "/tagging/v2/{kind}-scans/{scan_id}",
+        results_endpoint: str = "/tagging/v2/{kind}-scans/{scan_id}/results",
+        max_xcom_records: int = 1000,
+        **kwargs: Any,
+    ) -> None:
+        if scan_type not in ITEMS_FIELD:
+            raise ValueError(f"scan_type must be 'job' or 'talent', not {scan_type!r}")
+        if (input_path is None) == (items is None):
+            raise ValueError("give exactly one of input_path (a JSON Lines file) or items (a list)")
+        if output and "outlets" not in kwargs:
+            kwargs["outlets"] = [asset_for_output(str(output))]
+        super().__init__(**kwargs)
+        self.scan_type = scan_type
+        self.conn_id = conn_id
+        self.input_path = input_path
+        self.items = items
+        self.output = output
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.scan_timeout = scan_timeout
+        self.submit_endpoint = submit_endpoint
+        self.status_endpoint = status_endpoint
+        self.results_endpoint = results_endpoint
+        self.max_xcom_records = max_xcom_records
+        self._results: dict[Any, Any] = {}
+
+    # ---- helpers ---------------------------------------------------------------------------------------
+
+    def _hook(self) -> KaziHook:
+        from airflow_vendorauth.hooks.kazi import KaziHook
+
+        return KaziHook(self.conn_id)
+
+    def _endpoint(self, template: str, scan_id: Any = "") -> str:
+        return template.format(kind=self.scan_type, scan_id=scan_id)
+
+    def _load_items(self) -> list[dict[str, Any]]:
+        if self.items is not None:
+            return list(self.items)
+        path = Path(str(self.input_path))
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{self.task_id}: input_path {path} does not exist (did the upstream task write it?)"
+            )
+        with path.open() as lines:
+            return [json.loads(line) for line in lines if line.strip()]
+
+    # ---- ResumableJobMixin --------------------------------------------------------------------------------
+
+    def submit_job(self, context: Context) -> str:
+        items = self._load_items()
+        with self._hook() as hook:
+            response = hook.request(
+                "POST", self._endpoint(self.submit_endpoint), json={ITEMS_FIELD[self.scan_type]: items}
+            )
+        scan_id = str(response.json()["id"])
+        self.log.info("Submitted Kazi %s scan %s over %d items", self.scan_type, scan_id, len(items))
+        return scan_id
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        with self._hook() as hook:
+            return str(hook.request("GET", self._endpoint(self.status_endpoint, external_id)).json().get("status"))
+
+    def is_job_active(self, status: str) -> bool:
+        return status in ACTIVE_STATUSES
+
+    def is_job_succeeded(self, status: str) -> bool:
+        return status in SUCCEEDED_STATUSES
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> Any:
+        deadline = time.monotonic() + self.scan_timeout.total_seconds()
+        with self._hook() as hook:
+            while True:
+                status = str(
+                    hook.request("GET", self._endpoint(self.status_endpoint, external_id)).json().get("status")
+                )
+                if self.is_job_succeeded(status):
+                    break
+                if not self.is_job_active(status):
+                    raise KaziScanError(f"Kazi {self.scan_type} scan {external_id} ended with status {status!r}")
+                if time.monotonic() >= deadline:
+                    raise KaziScanError(
+                        f"Kazi {self.scan_type} scan {external_id} still {status} after {self.scan_timeout}"
+                    )
+                time.sleep(self.poll_interval)
+        # On a reconnect the mixin returns what this returns, on a fresh submit it calls
+        # get_job_result next: collect here once, and let get_job_result serve the memo.
+        return self.get_job_result(external_id, context)
+
+    def get_job_result(self, external_id: Any, context: Context) -> Any:
+        if external_id not in self._results:
+            self._results[external_id] = self._collect_results(external_id, context)
+        return self._results[external_id]
+
+    def _collect_results(self, external_id: Any, context: Context) -> Any:
+        endpoint = self._endpoint(self.results_endpoint, external_id)
+        with self._hook() as hook:
+            if self.output:
+                from airflow_vendorauth.operators.streaming import stream_to_jsonl
+
+                result = stream_to_jsonl(
+                    hook,
+                    endpoint,
+                    str(self.output),
+                    context=context,
+                    log=self.log,  # type: ignore[arg-type]
+                    checkpoint_key=f"kazi_results_checkpoint:{external_id}",
+                )
+                return {**result, "scan_id": external_id}
+            results = []
+            for record in hook.paginate(endpoint):
+                results.append(record)
+                if len(results) > self.max_xcom_records:
+                    raise ValueError(f"{self.task_id}: more than {self.max_xcom_records} results for XCom; set output=")
+            return results
+
+    # ---- execution ------------------------------------------------------------------------------------------
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return self.execute_resumable(context)
+        store = context.get("task_state_store")
+        scan_id = store.get(self.external_id_key) if store is not None else None
+        if scan_id:
+            status = self.get_job_status(scan_id, context)
+            if self.is_job_succeeded(status):
+                self.log.info("Kazi scan %s already succeeded: collecting its results", scan_id)
+                return self.get_job_result(scan_id, context)
+            if not self.is_job_active(status):
+                scan_id = None
+            else:
+                self.log.info("Reconnecting to Kazi scan %s (%s)", scan_id, status)
+        if not scan_id:
+            scan_id = self.submit_job(context)
+            if store is not None:
+                store.set(self.external_id_key, scan_id)
+        self.defer(
+            trigger=KaziScanTrigger(
+                conn_id=self.conn_id,
+                scan_id=str(scan_id),
+                status_endpoint=self._endpoint(self.status_endpoint, scan_id),
+                poll_interval=self.poll_interval,
+                deadline=pendulum.now("UTC").add(seconds=self.scan_timeout.total_seconds()).isoformat(),
+            ),
+            method_name="execute_complete",
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        if event.get("status") != "success":
+            raise KaziScanError(event.get("message", f"Kazi scan {event.get('scan_id')} failed"))
+        return self.get_job_result(event["scan_id"], context)

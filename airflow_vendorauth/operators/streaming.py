@@ -1,0 +1,99 @@
+"""Pages to a JSON Lines file with per-page checkpoints and progress lines: shared by the operators.
+
+With a ``task_state_store`` in the context (Airflow 3.3), each page's checkpoint is committed there,
+so a task killed mid-scan and retried by Airflow resumes from its last committed page.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from airflow_vendorauth.hooks.base import VendorHook
+from airflow_vendorauth.operators.output import Checkpoint, JsonLinesSink
+from airflow_vendorauth.pagination import Pagination, PaginationStats
+
+
+class ProgressLog:
+    """Every ``every`` pages: pages, records, records per second, retries so far."""
+
+    def __init__(self, log: logging.Logger, hook: VendorHook, what: str, every: int) -> None:
+        self.log, self.hook, self.what, self.every = log, hook, what, max(1, every)
+
+    def page_done(self, stats: PaginationStats, *, final: bool = False) -> None:
+        if final or stats.pages % self.every == 0:
+            self.log.info(
+                "%s: %d pages, %d records, %.0f records/s, %d retries so far%s",
+                self.what,
+                stats.pages,
+                stats.records,
+                stats.records_per_second,
+                self.hook.api_retries,
+                " (done)" if final else "",
+            )
+
+
+def stream_to_jsonl(
+    hook: VendorHook,
+    endpoint: str,
+    output: str,
+    *,
+    context: Mapping[str, Any],
+    log: logging.Logger,
+    checkpoint_key: str,
+    params: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    pagination: Pagination | None = None,
+    max_pages: int | None = None,
+    max_records: int | None = None,
+    progress_every: int = 10,
+) -> dict[str, Any]:
+    """Write every record of ``endpoint`` to ``output``; return ``{"path", "records", "pages"}``."""
+    store = context.get("task_state_store")
+    saved = store.get(checkpoint_key) if store is not None else None
+    resume = Checkpoint.from_json(saved) if isinstance(saved, dict) else None
+    if resume is not None:
+        log.info(
+            "Resuming %s from its last committed page: %d pages, %d records already written to %s",
+            endpoint,
+            resume.pages,
+            resume.records,
+            output,
+        )
+    sink = JsonLinesSink(output, resume_from=resume)
+    stats = PaginationStats(pages=sink.pages, records=sink.records)
+    progress = ProgressLog(log, hook, f"{hook.profile.display_name} {endpoint}", progress_every)
+    completed_before = resume is not None and resume.next_request is None
+    try:
+        if not completed_before:
+            for records in hook.paginate_pages(
+                endpoint,
+                params=params,
+                headers=headers,
+                pagination=pagination,
+                max_pages=None if max_pages is None else max_pages - sink.pages,
+                max_records=None if max_records is None else max_records - sink.records,
+                stats=stats,
+                start=resume.next_request if resume else None,
+            ):
+                sink.write_page(records)
+                checkpoint = sink.checkpoint(stats.next_request)
+                if store is not None:
+                    store.set(checkpoint_key, checkpoint.to_json())
+                progress.page_done(stats)
+        path = sink.finish()
+    except BaseException:
+        sink.abort()
+        log.error(
+            "%s stopped after %d pages: %d records are in %s (kept; a retry resumes from the last committed page)",
+            endpoint,
+            sink.pages,
+            sink.records,
+            sink.partial,
+        )
+        raise
+    if store is not None:
+        store.delete(checkpoint_key)
+    progress.page_done(stats, final=True)
+    return {"path": path, "records": sink.records, "pages": sink.pages}

@@ -1,0 +1,70 @@
+"""KaziScanTrigger: waits for a Kazi scan in the triggerer, with the async hook.
+
+Its kwargs are serialised into the metadata database, so they hold the connection id and the scan
+id, never a token or a secret; the trigger reads the connection itself with the async API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+ACTIVE_STATUSES = frozenset({"Queued", "Running"})
+SUCCEEDED_STATUSES = frozenset({"Succeeded"})
+
+
+class KaziScanTrigger(BaseTrigger):
+    """Poll ``status_endpoint`` until the scan leaves Queued/Running, or until ``deadline`` (ISO)."""
+
+    def __init__(
+        self, *, conn_id: str, scan_id: str, status_endpoint: str, poll_interval: float, deadline: str
+    ) -> None:
+        super().__init__()
+        self.conn_id = conn_id
+        self.scan_id = scan_id
+        self.status_endpoint = status_endpoint
+        self.poll_interval = poll_interval
+        self.deadline = deadline
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__name__}",
+            {
+                "conn_id": self.conn_id,
+                "scan_id": self.scan_id,
+                "status_endpoint": self.status_endpoint,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_vendorauth.hooks.kazi import KaziHook
+
+        hook = KaziHook(self.conn_id)
+        deadline = datetime.fromisoformat(self.deadline)
+        try:
+            while True:
+                try:
+                    status = (await hook.arequest("GET", self.status_endpoint)).json().get("status")
+                except Exception as error:  # noqa: BLE001 - reported to the task, which decides
+                    yield TriggerEvent({"status": "error", "scan_id": self.scan_id, "message": str(error)})
+                    return
+                if status in SUCCEEDED_STATUSES:
+                    yield TriggerEvent({"status": "success", "scan_id": self.scan_id, "scan_status": status})
+                    return
+                if status not in ACTIVE_STATUSES:
+                    message = f"Kazi scan {self.scan_id} ended with status {status!r}"
+                    yield TriggerEvent({"status": "error", "scan_id": self.scan_id, "message": message})
+                    return
+                if datetime.now(UTC) >= deadline:
+                    message = f"Kazi scan {self.scan_id} still {status} at the deadline {self.deadline}"
+                    yield TriggerEvent({"status": "error", "scan_id": self.scan_id, "message": message})
+                    return
+                await asyncio.sleep(self.poll_interval)
+        finally:
+            await hook.aclose()
