@@ -7,9 +7,11 @@ import tempfile
 
 # Before Airflow is imported anywhere: a throw-away home, so tests never touch a user's Airflow.
 _HOME = tempfile.mkdtemp(prefix="vendorauth-test-airflow-home-")
-os.environ.setdefault("AIRFLOW_HOME", _HOME)
+os.environ["AIRFLOW_HOME"] = _HOME
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+os.environ.setdefault(
+    "AIRFLOW__CORE__DAGS_FOLDER", os.path.join(os.path.dirname(os.path.dirname(__file__)), "dags_examples")
+)
 
 import pytest  # noqa: E402
 
