@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check airflow_vendorauth tests dags_examples benchmarks
+	$(VENV)/bin/ruff check airflow_vendorauth tests dags_examples scripts $(wildcard benchmarks)
 	$(VENV)/bin/mypy airflow_vendorauth
 
 demo: $(STAMP)
