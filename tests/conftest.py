@@ -9,9 +9,15 @@ import tempfile
 _HOME = tempfile.mkdtemp(prefix="vendorauth-test-airflow-home-")
 os.environ["AIRFLOW_HOME"] = _HOME
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-os.environ.setdefault(
-    "AIRFLOW__CORE__DAGS_FOLDER", os.path.join(os.path.dirname(os.path.dirname(__file__)), "dags_examples")
-)
+# The DAGs folder holds the example DAGs and the test DAGs (linked), so dag.test() can serialise both.
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_DAGS = os.path.join(_HOME, "dags")
+os.makedirs(_DAGS)
+for _folder in ("dags_examples", os.path.join("tests", "dags")):
+    for _name in os.listdir(os.path.join(_ROOT, _folder)):
+        if _name.endswith(".py"):
+            os.symlink(os.path.join(_ROOT, _folder, _name), os.path.join(_DAGS, _name))
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = _DAGS
 
 import pytest  # noqa: E402
 

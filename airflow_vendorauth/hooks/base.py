@@ -261,11 +261,12 @@ class VendorHook(BaseHook):
     # ---- requests ------------------------------------------------------------------------------------
 
     def _api_error(self, message: str, **kwargs: Any) -> VendorApiError:
+        last = self._auth.last_token if self._auth else None
         return VendorApiError(
             f"{self.profile.display_name} API {message}",
             vendor=self.profile.display_name,
             conn_id=self.conn_id,
-            secrets=self.settings.secrets,
+            secrets=(*self.settings.secrets, *((last.access_token,) if last else ())),
             **kwargs,
         )
 

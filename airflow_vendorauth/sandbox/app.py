@@ -84,6 +84,11 @@ class FaultsAndCounters:
                 await _drop(send)
                 return
             draw -= rule.rate_drop
+            if draw < rule.rate_html:
+                state.count(vendor, "fault_html")
+                await _answer(counting_send, 200, None)
+                return
+            draw -= rule.rate_html
             if draw < rule.rate_slow:
                 state.count(vendor, "fault_slow")
                 await asyncio.sleep(rule.slow_seconds)
@@ -95,7 +100,7 @@ async def _answer(send: Send, status: int, retry_after: int | None) -> None:
         body = f'{{"statusCode":429,"message":"Rate limit is exceeded. Try again in {retry_after} seconds."}}'.encode()
         headers = [(b"content-type", b"application/json"), (b"retry-after", str(retry_after).encode())]
     else:
-        body = b"<html><body><h1>%d</h1>The upstream server is unavailable.</body></html>" % status
+        body = b"<html><body><h1>%d</h1>The upstream server says hello.</body></html>" % status
         headers = [(b"content-type", b"text/html")]
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -149,6 +154,10 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
         count = len(state.faults)
         state.faults.clear()
         return {"cleared": count}
+
+    @app.get("/_admin/issued_tokens")
+    async def issued_tokens() -> list[str]:
+        return state.issued_tokens()
 
     @app.post("/_admin/revoke")
     async def revoke(vendor: str | None = None) -> dict[str, int]:

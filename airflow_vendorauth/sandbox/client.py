@@ -102,6 +102,11 @@ class Sandbox:
     def api_requests(self, vendor: str) -> int:
         return self.stats().get(vendor, {}).get("api_requests", 0)
 
+    def issued_tokens(self) -> list[str]:
+        response = self._admin.get(f"{self.url}/_admin/issued_tokens")
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
     def reset(self) -> None:
         self._post("reset")
 

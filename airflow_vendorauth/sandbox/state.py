@@ -69,6 +69,8 @@ class FaultRule:
     rate_5xx: float = 0.0
     rate_drop: float = 0.0
     rate_slow: float = 0.0
+    #: A 200 answer whose body is an HTML page (a proxy's): not retryable, the scan must stop cleanly.
+    rate_html: float = 0.0
     slow_seconds: float = 5.0
     latency_ms: float = 0.0
     retry_after: int = 1
@@ -113,6 +115,8 @@ class SandboxState:
     #: vendor -> queue of malformed token answers to serve next ("html", "empty", ...).
     malformed_tokens: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     tokens: dict[str, IssuedToken] = field(default_factory=dict)
+    #: Every token ever issued since the last reset, revoked or not (for leak scans).
+    all_issued: list[str] = field(default_factory=list)
     scans: dict[str, Scan] = field(default_factory=dict)
     counters: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -125,6 +129,7 @@ class SandboxState:
         token = token or f"{vendor[:3].upper()}-{secrets.token_urlsafe(24)}"
         with self.lock:
             self.tokens[token] = IssuedToken(vendor, time.time() + lifetime, claims or {})
+            self.all_issued.append(token)
         return token, lifetime
 
     def check_token(self, vendor: str, token: str) -> IssuedToken | None:
@@ -150,12 +155,18 @@ class SandboxState:
         with self.lock:
             return {v: dict(c) for v, c in self.counters.items()}
 
+    def issued_tokens(self) -> list[str]:
+        """Every token still known (for leak scans: the sandbox's tokens are test values)."""
+        with self.lock:
+            return list(self.all_issued)
+
     def reset(self) -> None:
         with self.lock:
             self.counters.clear()
             self.faults.clear()
             self.malformed_tokens.clear()
             self.tokens.clear()
+            self.all_issued.clear()
             self.scans.clear()
             self.lifetimes = dict(DEFAULT_LIFETIMES)
             self.sizes = {k: v[1] for k, v in DATASETS.items()}

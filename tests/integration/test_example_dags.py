@@ -13,7 +13,7 @@ from airflow_vendorauth.sandbox.client import Sandbox
 
 pytestmark = pytest.mark.integration
 
-DAGS_FOLDER = Path(__file__).resolve().parents[2] / "dags_examples"
+DAGS_FOLDER = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 EXAMPLES = ["talent_pipeline", "keyavi_payloads", "kayzen_campaigns", "clazar_listings"]
 
 
