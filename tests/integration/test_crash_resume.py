@@ -1,0 +1,85 @@
+"""Crash safety through real Airflow task retries: a scan task killed mid-scan (its process ends) is
+retried by Airflow's scheduler and resumes from its last committed page (task_state_store): the output
+has no duplicate and no gap. A real deployment (api-server, scheduler, dag-processor, triggerer,
+LocalExecutor, SQLite) runs the DAG; the test only kills the process and reads the results."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from airflow_vendorauth.sandbox.client import Sandbox
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+from deployment import Deployment
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = 40
+
+
+def process_talking_to(port: int, exclude: set[int]) -> int | None:
+    """The pid of the process holding an open connection to ``port`` (the task process)."""
+    for conn in psutil.net_connections(kind="tcp"):
+        if (
+            conn.raddr
+            and conn.raddr.port == port
+            and conn.status == psutil.CONN_ESTABLISHED
+            and conn.pid not in exclude
+        ):
+            return conn.pid
+    return None
+
+
+def kill_mid_scan(sandbox: Sandbox, vendor: str, after_requests: int, timeout: float = 180) -> int:
+    port = int(sandbox.url.rsplit(":", 1)[1])
+    exclude = {os.getpid(), sandbox.process.pid if sandbox.process else -1}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sandbox.api_requests(vendor) >= after_requests:
+            pid = process_talking_to(port, exclude)
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                return pid
+        time.sleep(0.05)
+    raise TimeoutError("the scan never reached the point where it should be killed")
+
+
+def test_a_killed_scan_task_is_retried_by_airflow_and_resumes_from_its_last_page(
+    vendor_sandbox: Sandbox, sandbox_connections: dict, tmp_path: Path
+) -> None:
+    vendor_sandbox.configure(sizes={"kazi.expectations": PAGES * 100})
+    vendor_sandbox.add_fault(vendor="kazi", route="/tagging/v2/expectations", latency_ms=150)
+    data = tmp_path / "data"
+    env = {
+        **sandbox_connections,
+        "VENDORAUTH_DATA_DIR": str(data),
+        "VENDORAUTH_SCAN_VENDORS": "kazi",
+        "VENDORAUTH_SCAN_RETRIES": "2",
+    }
+    deployment = Deployment(
+        root=tmp_path / "deployment", extra_env=env, dag_files=[ROOT / "tests" / "dags" / "vendor_scan.py"]
+    )
+    with deployment:
+        deployment.trigger("vendor_scan", "crash-test")
+        kill_mid_scan(vendor_sandbox, "kazi", after_requests=12)
+        state = deployment.wait_for_run("vendor_scan", "crash-test", timeout=240)
+        tries = deployment.task_tries("vendor_scan", "crash-test")
+    assert state == "success", f"logs: {deployment.logs}"
+    assert sorted((t[2], t[3]) for t in tries if t[0] == "scan_kazi") == [(1, "failed"), (2, "success")]
+    (output,) = data.rglob("kazi.jsonl")
+    ids = [json.loads(line)["id"] for line in output.open()]
+    assert len(ids) == PAGES * 100 and len(set(ids)) == PAGES * 100  # no gap, no duplicate
+    assert ids == sorted(ids)
+    # resumed, not restarted: the retry did not fetch the committed pages again
+    assert vendor_sandbox.api_requests("kazi") <= PAGES + 3
+    logs = "".join(p.read_text(errors="replace") for p in (deployment.logs / "tasks").rglob("*") if p.is_file())
+    assert "Resuming /tagging/v2/expectations from its last committed page" in logs
