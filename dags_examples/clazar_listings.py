@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from _common import DATA_DIR, DEFAULT_ARGS, START
+from _common import DAY_DIR, DEFAULT_ARGS, START
 from airflow.sdk import dag
 
 from airflow_vendorauth.operators.api import VendorApiOperator
@@ -14,7 +14,7 @@ def clazar_listings() -> None:
         task_id="listings",
         conn_id="clazar_default",
         endpoint="/listings/",
-        output=DATA_DIR + "/{{ ds }}/clazar/listings.jsonl",
+        output=DAY_DIR + "/clazar/listings.jsonl",
     )
     VendorApiOperator(task_id="buyers", conn_id="clazar_default", endpoint="/buyers/")
 

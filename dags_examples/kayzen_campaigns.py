@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from _common import DATA_DIR, DEFAULT_ARGS, START
+from _common import DAY, DAY_DIR, DEFAULT_ARGS, START
 from airflow.sdk import dag
 
 from airflow_vendorauth.operators.api import VendorApiOperator
@@ -14,14 +14,14 @@ def kayzen_campaigns() -> None:
         task_id="campaigns",
         conn_id="kayzen_default",
         endpoint="/v1/meta/campaigns",
-        output=DATA_DIR + "/{{ ds }}/kayzen/campaigns.jsonl",
+        output=DAY_DIR + "/kayzen/campaigns.jsonl",
     )
     VendorApiOperator(
         task_id="campaign_performance",
         conn_id="kayzen_default",
         endpoint="/v1/reports/campaign_performance",
-        params={"start_date": "{{ ds }}", "end_date": "{{ ds }}"},
-        output=DATA_DIR + "/{{ ds }}/kayzen/campaign_performance.jsonl",
+        params={"start_date": DAY, "end_date": DAY},
+        output=DAY_DIR + "/kayzen/campaign_performance.jsonl",
     )
 
 

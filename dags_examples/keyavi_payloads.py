@@ -3,7 +3,7 @@ grant), with Keyavi's filtering, sorting and pagination query parameters."""
 
 from __future__ import annotations
 
-from _common import DATA_DIR, DEFAULT_ARGS, START
+from _common import DAY_DIR, DEFAULT_ARGS, START
 from airflow.sdk import dag
 
 from airflow_vendorauth.operators.api import VendorApiOperator
@@ -16,7 +16,7 @@ def keyavi_payloads() -> None:
         conn_id="keyavi_default",
         endpoint="/payloads",
         params={"status": "protected", "sort": "-createdAt"},
-        output=DATA_DIR + "/{{ ds }}/keyavi/protected_payloads.jsonl",
+        output=DAY_DIR + "/keyavi/protected_payloads.jsonl",
     )
     VendorApiOperator(
         task_id="latest_payloads_as_user",

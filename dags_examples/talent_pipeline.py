@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from _common import DATA_DIR, DEFAULT_ARGS, START
+from _common import DAY_DIR, DEFAULT_ARGS, START
 from airflow.sdk import XComArg, dag, task
 
 from airflow_vendorauth.operators.api import VendorApiOperator
 from airflow_vendorauth.operators.kazi_scan import KaziScanOperator
-
-DAY = DATA_DIR + "/{{ ds }}"
 
 
 @dag(schedule="@daily", start_date=START, catchup=False, default_args=DEFAULT_ARGS, tags=["vendorauth", "example"])
@@ -23,19 +21,19 @@ def talent_pipeline() -> None:
         task_id="smartrecruiters_jobs",
         conn_id="smartrecruiters_default",
         endpoint="/jobs",
-        output=DAY + "/smartrecruiters/jobs.jsonl",
+        output=DAY_DIR + "/smartrecruiters/jobs.jsonl",
     )
     candidates = VendorApiOperator(
         task_id="smartrecruiters_candidates",
         conn_id="smartrecruiters_default",
         endpoint="/candidates",
-        output=DAY + "/smartrecruiters/candidates.jsonl",
+        output=DAY_DIR + "/smartrecruiters/candidates.jsonl",
     )
     job_scan = KaziScanOperator(
         task_id="kazi_job_scan",
         scan_type="job",
         input_path="{{ ti.xcom_pull(task_ids='smartrecruiters_jobs')['path'] }}",
-        output=DAY + "/kazi/job_scan.jsonl",
+        output=DAY_DIR + "/kazi/job_scan.jsonl",
         deferrable=True,
         poll_interval=1,
     )
@@ -43,7 +41,7 @@ def talent_pipeline() -> None:
         task_id="kazi_talent_scan",
         scan_type="talent",
         input_path="{{ ti.xcom_pull(task_ids='smartrecruiters_candidates')['path'] }}",
-        output=DAY + "/kazi/talent_scan.jsonl",
+        output=DAY_DIR + "/kazi/talent_scan.jsonl",
         poll_interval=1,
     )
 

@@ -156,7 +156,7 @@ class Deployment:
         process.wait(timeout=30)
 
     def stop(self) -> None:
-        for name, process in reversed(list(self.processes.items())):
+        for process in reversed(list(self.processes.values())):
             if process.poll() is None:
                 try:
                     os.killpg(process.pid, signal.SIGTERM)

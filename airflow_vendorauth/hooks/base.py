@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from airflow_vendorauth.pagination import PageRequest, Pagination, PaginationStats
 
 #: Methods that may be sent twice without harm; POST and PATCH are retried only when the request
-#: provably never reached the server (a connect error), unless the caller opts in.
+#: provably never reached the server (a connect error) or was refused with 429, unless the caller opts in.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 _NEVER_REACHED = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 USER_AGENT = "airflow-vendorauth"
@@ -301,7 +301,8 @@ class VendorHook(BaseHook):
             message,
             status=status,
             body=response.text[:2000],
-            retryable=transient and (method in IDEMPOTENT_METHODS or unsafe_ok),
+            # A 429 is a refusal: the server did nothing, so even a POST may be sent again.
+            retryable=transient and (method in IDEMPOTENT_METHODS or unsafe_ok or status == 429),
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
 
@@ -466,7 +467,19 @@ def _str(value: Any) -> str | None:
 
 
 def _mask(secret: str) -> None:
-    """Register a secret with Airflow's masker (task process and supervisor alike)."""
+    """Register a secret with Airflow's masker (task process and supervisor alike).
+
+    Under ``dag.test()`` / ``airflow dags test`` the supervisor is this very process, and its in-process
+    comms log every request at DEBUG, a MaskSecret's value included (Airflow 3.3): there the secret
+    is registered locally only, which masks it for that single process all the same.
+    """
+    from airflow.sdk.execution_time import task_runner
+
+    if type(getattr(task_runner, "SUPERVISOR_COMMS", None)).__name__ == "InProcessSupervisorComms":
+        from airflow.sdk._shared.secrets_masker import mask_secret as mask_locally
+
+        mask_locally(secret)
+        return
     from airflow.sdk.log import mask_secret
 
     mask_secret(secret)

@@ -207,7 +207,9 @@ def test_post_is_not_retried_after_it_may_have_reached_the_server(monkeypatch: p
     assert len(fake.api_requests) == 2
 
 
-def test_post_is_retried_when_it_never_left_or_when_the_caller_opts_in(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_post_is_retried_when_it_never_left_was_refused_with_429_or_the_caller_opts_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     fake, hook = fake_and_hook(monkeypatch, "kazi")
     failures: list[Exception] = [httpx.ConnectError("refused")]
 
@@ -221,6 +223,9 @@ def test_post_is_retried_when_it_never_left_or_when_the_caller_opts_in(monkeypat
     answers = [httpx.Response(503), httpx.Response(201, json={})]
     fake.api = lambda r: answers.pop(0)
     assert hook.request("POST", "/scans", json={}, retry_unsafe=True).status_code == 201  # type: ignore[attr-defined]
+    refused = [httpx.Response(429, headers={"Retry-After": "0"}), httpx.Response(201, json={})]
+    fake.api = lambda r: refused.pop(0)
+    assert hook.request("POST", "/scans", json={}).status_code == 201  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("name", ALL)
