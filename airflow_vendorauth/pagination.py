@@ -96,6 +96,11 @@ class Pagination(ABC):
         """How many records a page was asked for, when the strategy asks."""
         return None
 
+    def plan(self, page: Page) -> list[PageRequest] | None:
+        """Every request after ``page`` when the API announced its total (so pages can be fetched
+        concurrently); None when the next page is only known once this one is read (cursors, links)."""
+        return None
+
     def read(self, response: httpx.Response, request: PageRequest, where: str) -> Page:
         try:
             body = json.loads(response.content)
@@ -161,6 +166,14 @@ class PageNumberPagination(Pagination):
             return None
         return PageRequest({**page.request.params, self.page_param: number + 1})
 
+    def plan(self, page: Page) -> list[PageRequest] | None:
+        total = self._total(page.body, self.total_path)
+        if total is None or not page.records:
+            return None
+        number = int(page.request.params[self.page_param])
+        last = self.first_page + (total + self.page_size - 1) // self.page_size - 1
+        return [PageRequest({**page.request.params, self.page_param: n}) for n in range(number + 1, last + 1)]
+
 
 @dataclass
 class OffsetPagination(Pagination):
@@ -187,6 +200,13 @@ class OffsetPagination(Pagination):
         elif len(page.records) < self.limit:
             return None
         return PageRequest({**page.request.params, self.offset_param: offset})
+
+    def plan(self, page: Page) -> list[PageRequest] | None:
+        total = self._total(page.body, self.total_path)
+        if total is None or not page.records:
+            return None
+        start = int(page.request.params[self.offset_param]) + len(page.records)
+        return [PageRequest({**page.request.params, self.offset_param: o}) for o in range(start, total, self.limit)]
 
 
 @dataclass
@@ -287,18 +307,64 @@ def page_batches(
     max_records: int | None = None,
     stats: PaginationStats | None = None,
     start: PageRequest | None = None,
+    concurrency: int = 1,
     where: str = "pagination",
 ) -> Iterator[list[Any]]:
     """Yield each page's records, page after page; ``start`` resumes from a checkpointed request.
-    After each yield, ``stats.next_request`` is where the scan would go on."""
+    After each yield, ``stats.next_request`` is where the scan would go on.
+
+    With ``concurrency > 1`` and a total announced by the API, the pages after the first are fetched
+    ``concurrency`` at a time by a thread pool (at most ``2 * concurrency`` pages held), and still
+    handed out in order.
+    """
     stats = stats or PaginationStats()
     guard = _loop_guard(where)
     request: PageRequest | None = start or strategy.first(params or {})
     while request is not None:
         guard(request)
         page = strategy.read(fetch(request.params, request.url), request, where)
+        planned = strategy.plan(page) if concurrency > 1 else None
         records, request = _after_page(page, strategy, stats, max_pages, max_records)
         yield records
+        if planned and request is not None:
+            yield from _fetch_ahead(fetch, strategy, planned, concurrency, stats, max_pages, max_records, where)
+            return
+
+
+def _fetch_ahead(
+    fetch: Callable[[dict[str, Any], str | None], httpx.Response],
+    strategy: Pagination,
+    planned: list[PageRequest],
+    concurrency: int,
+    stats: PaginationStats,
+    max_pages: int | None,
+    max_records: int | None,
+    where: str,
+) -> Iterator[list[Any]]:
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    pending = iter(planned)
+    window: deque[tuple[PageRequest, Future[httpx.Response]]] = deque()
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="vendorauth-page") as pool:
+        try:
+            for request in pending:
+                window.append((request, pool.submit(fetch, request.params, request.url)))
+                if len(window) >= 2 * concurrency:
+                    break
+            while window:
+                request, future = window.popleft()
+                page = strategy.read(future.result(), request, where)
+                records, following = _after_page(page, strategy, stats, max_pages, max_records)
+                yield records
+                if following is None:
+                    return
+                nxt = next(pending, None)
+                if nxt is not None:
+                    window.append((nxt, pool.submit(fetch, nxt.params, nxt.url)))
+        finally:
+            for _, future in window:
+                future.cancel()
 
 
 def iterate_pages(
@@ -318,17 +384,43 @@ async def apage_batches(
     max_records: int | None = None,
     stats: PaginationStats | None = None,
     start: PageRequest | None = None,
+    concurrency: int = 1,
     where: str = "pagination",
 ) -> AsyncIterator[list[Any]]:
-    """The async twin of :func:`page_batches`."""
+    """The async twin of :func:`page_batches` (concurrency with asyncio tasks instead of threads)."""
+    import asyncio
+    from collections import deque
+
     stats = stats or PaginationStats()
     guard = _loop_guard(where)
     request: PageRequest | None = start or strategy.first(params or {})
     while request is not None:
         guard(request)
         page = strategy.read(await fetch(request.params, request.url), request, where)
+        planned = strategy.plan(page) if concurrency > 1 else None
         records, request = _after_page(page, strategy, stats, max_pages, max_records)
         yield records
+        if planned and request is not None:
+            pending = iter(planned)
+            window: deque[tuple[PageRequest, asyncio.Task[httpx.Response]]] = deque()
+            try:
+                for ahead in pending:
+                    window.append((ahead, asyncio.ensure_future(fetch(ahead.params, ahead.url))))
+                    if len(window) >= 2 * concurrency:
+                        break
+                while window:
+                    ahead, task = window.popleft()
+                    page = strategy.read(await task, ahead, where)
+                    records, following = _after_page(page, strategy, stats, max_pages, max_records)
+                    yield records
+                    if following is None:
+                        return
+                    if (nxt := next(pending, None)) is not None:
+                        window.append((nxt, asyncio.ensure_future(fetch(nxt.params, nxt.url))))
+            finally:
+                for _, task in window:
+                    task.cancel()
+            return
 
 
 async def aiterate_pages(

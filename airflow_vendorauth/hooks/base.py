@@ -391,9 +391,11 @@ class VendorHook(BaseHook):
         max_records: int | None = None,
         stats: PaginationStats | None = None,
         start: PageRequest | None = None,
+        concurrency: int = 1,
     ) -> Iterator[list[dict[str, Any]]]:
         """Yield each page's records (a list), one page in memory at a time. ``start`` resumes a scan
-        from a checkpointed :class:`PageRequest` (``stats.next_request`` after each page)."""
+        from a checkpointed :class:`PageRequest` (``stats.next_request`` after each page).
+        ``concurrency`` fetches up to that many pages at once where the API announces a total."""
         from airflow_vendorauth.pagination import page_batches
 
         yield from page_batches(
@@ -404,6 +406,7 @@ class VendorHook(BaseHook):
             max_records=max_records,
             stats=stats,
             start=start,
+            concurrency=concurrency,
             where=self._where(endpoint),
         )
 
@@ -416,10 +419,18 @@ class VendorHook(BaseHook):
         max_pages: int | None = None,
         max_records: int | None = None,
         stats: PaginationStats | None = None,
+        concurrency: int = 1,
     ) -> Iterator[dict[str, Any]]:
-        """Yield the records of every page of ``endpoint``, holding one page in memory at a time."""
+        """Yield the records of every page of ``endpoint``, holding one page in memory at a time
+        (``concurrency`` pages at most, when fetching ahead)."""
         for records in self.paginate_pages(
-            endpoint, params=params, pagination=pagination, max_pages=max_pages, max_records=max_records, stats=stats
+            endpoint,
+            params=params,
+            pagination=pagination,
+            max_pages=max_pages,
+            max_records=max_records,
+            stats=stats,
+            concurrency=concurrency,
         ):
             yield from records
 
@@ -432,6 +443,7 @@ class VendorHook(BaseHook):
         max_pages: int | None = None,
         max_records: int | None = None,
         stats: PaginationStats | None = None,
+        concurrency: int = 1,
     ) -> AsyncIterator[dict[str, Any]]:
         """The async twin of :meth:`paginate`: the same records, in the same order."""
         from airflow_vendorauth.pagination import aiterate_pages
@@ -446,6 +458,7 @@ class VendorHook(BaseHook):
             max_pages=max_pages,
             max_records=max_records,
             stats=stats,
+            concurrency=concurrency,
             where=self._where(endpoint),
         ):
             yield record

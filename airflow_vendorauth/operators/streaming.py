@@ -48,6 +48,7 @@ def stream_to_jsonl(
     max_pages: int | None = None,
     max_records: int | None = None,
     progress_every: int = 10,
+    concurrency: int = 1,
 ) -> dict[str, Any]:
     """Write every record of ``endpoint`` to ``output``; return ``{"path", "records", "pages"}``."""
     store = context.get("task_state_store")
@@ -76,6 +77,7 @@ def stream_to_jsonl(
                 max_records=None if max_records is None else max_records - sink.records,
                 stats=stats,
                 start=resume.next_request if resume else None,
+                concurrency=concurrency,
             ):
                 sink.write_page(records)
                 checkpoint = sink.checkpoint(stats.next_request)

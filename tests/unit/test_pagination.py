@@ -119,3 +119,51 @@ def test_a_repeated_cursor_is_a_loop_not_an_endless_scan() -> None:
 def test_odd_pages_are_refused_clearly(answer: httpx.Response, says: str) -> None:
     with pytest.raises(PaginationError, match=says):
         list(iterate_pages(lambda p, u: answer, PageNumberPagination(page_size=5, records_path="items")))
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        PageNumberPagination(page_size=5, records_path="items", total_path="meta.total"),
+        OffsetPagination(limit=5, records_path="items", total_path="meta.total"),
+    ],
+)
+def test_concurrent_fetching_yields_the_same_records_in_order(strategy) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    import time
+
+    active, peak = [0], [0]
+    guard = threading.Lock()
+
+    def slow(params: dict, url: str | None) -> httpx.Response:
+        with guard:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.02)
+        with guard:
+            active[0] -= 1
+        return numbered(params, url)
+
+    stats = PaginationStats()
+    assert list(iterate_pages(slow, strategy, concurrency=3, stats=stats)) == list(range(TOTAL))
+    assert stats.pages == 5 and stats.next_request is None
+    assert 1 < peak[0] <= 3
+
+
+def test_concurrent_fetching_respects_the_caps() -> None:
+    strategy = PageNumberPagination(page_size=5, records_path="items", total_path="meta.total")
+    assert list(iterate_pages(numbered, strategy, concurrency=4, max_records=12)) == list(range(12))
+    assert len(list(iterate_pages(numbered, strategy, concurrency=4, max_pages=2))) == 10
+
+
+async def test_async_concurrent_fetching_yields_the_same_records_in_order() -> None:
+    import asyncio
+
+    from airflow_vendorauth.pagination import aiterate_pages
+
+    async def fetch(params: dict, url: str | None) -> httpx.Response:
+        await asyncio.sleep(0.01 * (int(params["page"]) % 3))  # out-of-order completion
+        return numbered(params, url)
+
+    strategy = PageNumberPagination(page_size=5, records_path="items", total_path="meta.total")
+    assert [r async for r in aiterate_pages(fetch, strategy, concurrency=4)] == list(range(TOTAL))
