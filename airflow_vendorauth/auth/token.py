@@ -19,6 +19,7 @@ import binascii
 import json
 import math
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,8 +69,11 @@ class AccessToken:
         return int((self.expires_at - self.obtained_at).total_seconds())
 
     def is_fresh(self, now: pendulum.DateTime | None = None) -> bool:
-        """True while the token may still leave on a call: before its refresh point."""
-        return (now or pendulum.now("UTC")) < self.refresh_at
+        """True while the token may still leave on a call: before its refresh point.
+
+        Checked on every call, so it compares epoch seconds (``time.time()``) rather than datetimes.
+        """
+        return (now.timestamp() if now is not None else time.time()) < self.refresh_at.timestamp()
 
     def seconds_left(self, now: pendulum.DateTime | None = None) -> int:
         return int((self.expires_at - (now or pendulum.now("UTC"))).total_seconds())

@@ -88,6 +88,8 @@ class VendorHook(BaseHook):
         self._async_client_loop: asyncio.AbstractEventLoop | None = None
         #: API retries made by this hook so far (the operator reports them in its progress lines).
         self.api_retries = 0
+        self._origin: tuple[str, str, int | None] | None = None
+        self._retryings: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.conn_id!r})"
@@ -135,7 +137,9 @@ class VendorHook(BaseHook):
         return self._settings
 
     def _policy(self) -> RetryPolicy:
-        return self._retry_policy or RetryPolicy.from_max_retries(self.settings.max_retries)
+        if self._retry_policy is None:
+            self._retry_policy = RetryPolicy.from_max_retries(self.settings.max_retries)
+        return self._retry_policy
 
     def _token_provider(self) -> TokenProvider:
         if self._provider is None:
@@ -207,9 +211,11 @@ class VendorHook(BaseHook):
         httpx drops ``Authorization`` on a cross-origin redirect but keeps custom headers such as
         ``Ocp-Apim-Subscription-Key``; this drops both, for redirects and for absolute URLs alike.
         """
-        base = httpx.URL(self.settings.base_url)
+        if self._origin is None:
+            base = httpx.URL(self.settings.base_url)
+            self._origin = (base.scheme, base.host, base.port)
         url = request.url
-        if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
+        if (url.scheme, url.host, url.port) != self._origin:
             for name in ("Authorization", *self.profile.header_names):
                 request.headers.pop(name, None)
 
@@ -306,7 +312,7 @@ class VendorHook(BaseHook):
             retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
 
-    def _request_retry_arguments(self, method: str, endpoint: str) -> dict[str, Any]:
+    def _request_retry_arguments(self) -> dict[str, Any]:
         def count() -> None:
             self.api_retries += 1
 
@@ -314,9 +320,16 @@ class VendorHook(BaseHook):
             self._policy(),
             retry_on=lambda exc: isinstance(exc, VendorApiError) and exc.retryable,
             logger=self.log,  # type: ignore[arg-type]
-            what=f"{self.profile.display_name} API {method} {endpoint}",
+            what=f"{self.profile.display_name} API call",
             on_retry=count,
         )
+
+    def _retrying(self, kind: str) -> Any:
+        """One tenacity controller per hook and kind, reused by every call (its state is per thread)."""
+        if kind not in self._retryings:
+            factory = tenacity.AsyncRetrying if kind == "async" else tenacity.Retrying
+            self._retryings[kind] = factory(**self._request_retry_arguments())
+        return self._retryings[kind]
 
     def request(
         self,
@@ -336,7 +349,7 @@ class VendorHook(BaseHook):
         """
         method = method.upper()
         client = self.get_client()
-        for attempt in tenacity.Retrying(**self._request_retry_arguments(method, endpoint)):
+        for attempt in self._retrying("sync"):
             with attempt:
                 try:
                     response = client.request(method, endpoint, params=params, json=json, data=data, headers=headers)
@@ -359,7 +372,8 @@ class VendorHook(BaseHook):
         """The async twin of :meth:`request`."""
         method = method.upper()
         client = await self.aget_client()
-        async for attempt in tenacity.AsyncRetrying(**self._request_retry_arguments(method, endpoint)):
+        # a copy per call: tenacity keeps its state per thread, and coroutines share the thread
+        async for attempt in self._retrying("async").copy():
             with attempt:
                 try:
                     response = await client.request(
