@@ -29,7 +29,7 @@ airflow: $(STAMP)
 	$(PY) scripts/demo.py --standalone
 
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	cd benchmarks && ../$(PY) run_all.py
 
 clean:
 	rm -rf .demo .airflow_home build *.egg-info

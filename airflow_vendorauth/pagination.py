@@ -23,6 +23,7 @@ import httpx
 
 from airflow_vendorauth.auth.errors import PaginationError
 from airflow_vendorauth.auth.redact import excerpt
+from airflow_vendorauth.jsonlib import loads
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class Pagination(ABC):
 
     def read(self, response: httpx.Response, request: PageRequest, where: str) -> Page:
         try:
-            body = json.loads(response.content)
+            body = loads(response.content)
         except ValueError:
             raise PaginationError(
                 f"{where}: page {request.params or request.url} is not JSON "

@@ -9,12 +9,12 @@ the scan completes; a failure leaves ``.partial`` and says so.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from airflow_vendorauth.jsonlib import dumps_lines
 from airflow_vendorauth.pagination import PageRequest
 
 
@@ -80,14 +80,15 @@ class JsonLinesSink:
 
     def write_page(self, records: list[Any]) -> None:
         if records:
-            self._file.write(b"".join(json.dumps(r, separators=(",", ":")).encode() + b"\n" for r in records))
+            self._file.write(dumps_lines(records))
         self.records += len(records)
         self.pages += 1
 
-    def checkpoint(self, next_request: PageRequest | None) -> Checkpoint:
-        """Make what was written durable, and describe it."""
+    def checkpoint(self, next_request: PageRequest | None, *, durable: bool = True) -> Checkpoint:
+        """Describe what was written; with ``durable``, first make it survive a crash (fsync), as a
+        checkpoint committed to task_state_store must."""
         self._file.flush()
-        if not self._remote:
+        if durable and not self._remote:
             os.fsync(self._file.fileno())
         return Checkpoint(self._file.tell(), self.records, self.pages, next_request)
 

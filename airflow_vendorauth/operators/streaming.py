@@ -80,9 +80,8 @@ def stream_to_jsonl(
                 concurrency=concurrency,
             ):
                 sink.write_page(records)
-                checkpoint = sink.checkpoint(stats.next_request)
-                if store is not None:
-                    store.set(checkpoint_key, checkpoint.to_json())
+                if store is not None:  # without a store there is nothing to resume from: no fsync
+                    store.set(checkpoint_key, sink.checkpoint(stats.next_request).to_json())
                 progress.page_done(stats)
         path = sink.finish()
     except BaseException:

@@ -7,7 +7,7 @@ the same as page 1, and two runs with the same seed serve the same bytes.
 from __future__ import annotations
 
 import hashlib
-import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,15 +22,41 @@ PAYLOAD_STATUSES = ["protected", "shared", "revoked"]
 CAMPAIGN_STATUSES = ["active", "paused", "archived"]
 
 
-def _rng(seed: int, dataset: str, index: int) -> random.Random:
-    digest = hashlib.blake2b(f"{seed}:{dataset}:{index}".encode(), digest_size=8).digest()
-    return random.Random(int.from_bytes(digest, "big"))
+class _Draws:
+    """Cheap deterministic draws from one hash of (seed, dataset, index): a ``random.Random`` per
+    record costs more than the rest of the record, and the sandbox must outrun its clients."""
+
+    __slots__ = ("_at", "_bytes")
+
+    def __init__(self, seed: int, dataset: str, index: int) -> None:
+        self._bytes = hashlib.blake2b(f"{seed}:{dataset}:{index}".encode(), digest_size=64).digest()
+        self._at = 0
+
+    def _next(self) -> int:
+        value = int.from_bytes(self._bytes[self._at : self._at + 2], "big")
+        self._at = (self._at + 2) % 62
+        return value
+
+    def choice(self, items: list[str]) -> str:
+        return items[self._next() % len(items)]
+
+    def sample(self, items: list[str], k: int) -> list[str]:
+        pool = list(items)
+        return [pool.pop(self._next() % len(pool)) for _ in range(k)]
+
+    def randint(self, low: int, high: int) -> int:
+        return low + (self._next() * 65536 + self._next()) % (high - low + 1)
+
+    def uniform(self, low: float, high: float) -> float:
+        return low + (high - low) * self._next() / 65535
+
+
+def _rng(seed: int, dataset: str, index: int) -> _Draws:
+    return _Draws(seed, dataset, index)
 
 
 def _created(index: int) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(EPOCH + 60 * index, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(EPOCH + 60 * index))
 
 
 def expectation(seed: int, i: int) -> dict[str, Any]:

@@ -1,0 +1,56 @@
+"""Benchmark 4, parse cost: what importing a hook module and the operator adds over `import airflow.sdk`
+(the DAG processor pays it on every parse). Wall time of fresh interpreters, interleaved, and the
+cumulative import time `python -X importtime` attributes to our modules."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from harness import median, prepare_airflow_home, table
+
+BASE = "import airflow.sdk"
+OURS = "import airflow.sdk; import airflow_vendorauth.hooks.kazi; import airflow_vendorauth.operators.api; import airflow_vendorauth.operators.kazi_scan"
+ROUNDS = 9
+
+
+def wall(code: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def ours_in_importtime() -> float:
+    """Cumulative microseconds of the top-level imports that -X importtime attributes to us, after airflow.sdk."""
+    err = subprocess.run([sys.executable, "-X", "importtime", "-c", OURS], check=True, capture_output=True, text=True).stderr
+    total = 0
+    for line in err.splitlines():
+        if "|" not in line:
+            continue
+        _, cumulative, name = (part.strip() for part in line.split("|", 2)[0:3])
+        name_raw = line.split("|")[2]
+        depth = len(name_raw) - len(name_raw.lstrip())
+        if name.startswith("airflow_vendorauth") and depth <= 1:
+            total += int(cumulative)
+    return total
+
+
+def main() -> str:
+    prepare_airflow_home()
+    wall(OURS)  # warm the bytecode caches
+    base, ours = [], []
+    for _ in range(ROUNDS):
+        base.append(wall(BASE))
+        ours.append(wall(OURS))
+    added = (median(ours) - median(base)) * 1000
+    rows = [
+        ["import airflow.sdk", f"{median(base) * 1000:.0f}", ""],
+        ["+ hooks.kazi, operators.api, operators.kazi_scan", f"{median(ours) * 1000:.0f}", f"{added:+.0f}"],
+        ["-X importtime, cumulative of airflow_vendorauth.* top-level imports", "", f"{ours_in_importtime() / 1000:.0f}"],
+    ]
+    return table(f"Parse cost (median of {ROUNDS} fresh interpreters, ms)", ["what", "wall ms", "added ms"], rows)
+
+
+if __name__ == "__main__":
+    main()
