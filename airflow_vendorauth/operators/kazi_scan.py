@@ -23,7 +23,8 @@ import pendulum
 from airflow.sdk import BaseOperator, ResumableJobMixin
 
 from airflow_vendorauth.operators.api import asset_for_output
-from airflow_vendorauth.triggers.kazi_scan import ACTIVE_STATUSES, SUCCEEDED_STATUSES, KaziScanTrigger
+from airflow_vendorauth.vendors.kazi import SCAN_ACTIVE_STATUSES as ACTIVE_STATUSES
+from airflow_vendorauth.vendors.kazi import SCAN_SUCCEEDED_STATUSES as SUCCEEDED_STATUSES
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -201,6 +202,8 @@ class KaziScanOperator(ResumableJobMixin, BaseOperator):
             scan_id = self.submit_job(context)
             if store is not None:
                 store.set(self.external_id_key, scan_id)
+        from airflow_vendorauth.triggers.kazi_scan import KaziScanTrigger  # the DAG processor never needs it
+
         self.defer(
             trigger=KaziScanTrigger(
                 conn_id=self.conn_id,

@@ -13,8 +13,8 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-ACTIVE_STATUSES = frozenset({"Queued", "Running"})
-SUCCEEDED_STATUSES = frozenset({"Succeeded"})
+from airflow_vendorauth.vendors.kazi import SCAN_ACTIVE_STATUSES as ACTIVE_STATUSES
+from airflow_vendorauth.vendors.kazi import SCAN_SUCCEEDED_STATUSES as SUCCEEDED_STATUSES
 
 
 class KaziScanTrigger(BaseTrigger):

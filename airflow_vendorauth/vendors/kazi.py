@@ -23,6 +23,10 @@ def _pagination() -> object:
     )
 
 
+#: Scan statuses in the sandbox's model of the Tagging API v2: still going, and done well.
+SCAN_ACTIVE_STATUSES = frozenset({"Queued", "Running"})
+SCAN_SUCCEEDED_STATUSES = frozenset({"Succeeded"})
+
 KAZI = VendorProfile(
     conn_type="kazi",
     display_name="Kazi",
