@@ -33,3 +33,6 @@ bench: $(STAMP)
 
 clean:
 	rm -rf .demo .airflow_home build *.egg-info
+
+cluster-demo: $(STAMP)
+	$(PY) scripts/cluster.py --kill-worker

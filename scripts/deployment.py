@@ -87,6 +87,9 @@ class Deployment:
                 "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.logs / "tasks"),
                 "AIRFLOW__VENDORAUTH__TOKEN_CACHE_DIR": str(self.root / "token-cache"),
+                # every worker names itself (VENDORAUTH_WORKER_NAME) though all run on this machine
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "cluster_hostname.hostname",
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "scripts"), os.environ.get("PYTHONPATH")])),
             }
         )
         if self.executor == "CeleryExecutor":
@@ -130,7 +133,10 @@ class Deployment:
         return self
 
     def start_worker(self, n: int) -> subprocess.Popen[bytes]:
-        return self.spawn(f"worker{n}", "celery", "worker", "--celery-hostname", f"worker{n}@%h", "--concurrency", "4")
+        env = {**self.env, "VENDORAUTH_WORKER_NAME": f"worker{n}"}
+        return self.spawn(
+            f"worker{n}", "celery", "worker", "--celery-hostname", f"worker{n}@%h", "--concurrency", "4", env=env
+        )
 
     def _wait_api(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout

@@ -1,0 +1,49 @@
+"""The provider on a real CeleryExecutor cluster of processes: PostgreSQL metadata database, Redis broker
+and token cache, two Celery workers. One token per credential for the whole run, and a scan that
+survives the death of its worker (SIGKILL), retried by Airflow on the other worker from its last page."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from airflow_vendorauth.sandbox.client import Sandbox
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+import cluster
+
+pytestmark = pytest.mark.integration
+
+
+def answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not answers(5432), reason="no PostgreSQL answers on 127.0.0.1:5432")
+@pytest.mark.skipif(not answers(6379), reason="no Redis answers on 127.0.0.1:6379")
+def test_one_token_per_credential_across_two_workers_and_a_worker_death(
+    vendor_sandbox: Sandbox, tmp_path: Path
+) -> None:
+    report = cluster.run_cluster(tmp_path, "redis", kill_worker=True, sandbox=vendor_sandbox)
+    cluster.print_reports([report])
+    assert report.states == {"talent_pipeline": "success", "vendor_fanout": "success"}, f"logs: {report.logs}"
+    for vendor in cluster.VENDORS:
+        assert report.tasks[vendor] >= 20
+        assert report.stats[vendor]["token_requests"] == 1, vendor  # one token for the whole cluster
+    assert set().union(*report.workers.values()) == {"worker1", "worker2"}  # the work really spread
+    death = report.worker_death
+    assert death["state"] == "success"
+    assert [t[:2] for t in death["tries"]] == [(1, "failed"), (2, "success")]
+    assert death["tries"][0][2] == death["killed"] and death["tries"][1][2] != death["killed"]
+    assert death["records"] == death["unique"] == death["expected"]  # every record exactly once
+    assert death["scan_requests"] <= cluster.SCAN_PAGES + 3  # resumed, not restarted
+    # nothing left behind: the database is dropped and every process stopped
+    leftovers = cluster.admin_postgres_databases()
+    assert not [d for d in leftovers if d.startswith("vendorauth_cluster_")]
