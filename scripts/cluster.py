@@ -36,13 +36,6 @@ POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432/{db}"
 REDIS = "redis://127.0.0.1:6379/{db}"
 BROKER_DB, CACHE_DB = 10, 11
 VENDORS = ["smartrecruiters", "kazi", "keyavi", "kayzen", "clazar"]
-TASK_VENDOR = {
-    "smartrecruiters": "smartrecruiters",
-    "kazi": "kazi",
-    "keyavi": "keyavi",
-    "kayzen": "kayzen",
-    "clazar": "clazar",
-}
 DAG_FILES = [ROOT / "dags_examples" / n for n in ("_common.py", "talent_pipeline.py", "vendor_fanout.py")] + [
     ROOT / "tests" / "dags" / "vendor_scan.py"
 ]
@@ -137,7 +130,7 @@ def run_cluster(
             }
             for dag_id, run_id in runs.items():
                 report.states[dag_id] = deployment.wait_for_run(dag_id, run_id, timeout=420)
-                for task_id, _, _, state, host in deployment.task_tries(dag_id, run_id):
+                for task_id, _, _, _state, host in deployment.task_tries(dag_id, run_id):
                     vendor = vendor_of(task_id)
                     report.tasks[vendor] += 1
                     report.workers[vendor].add(host or "?")
