@@ -10,6 +10,7 @@ import argparse
 import json
 import shlex
 import socket
+from typing import Any
 
 from airflow_vendorauth.sandbox.connections import sandbox_environment
 from airflow_vendorauth.sandbox.state import FaultRule, SandboxState
@@ -41,6 +42,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--fault", action="append", default=[], metavar="JSON", help='e.g. {"vendor":"kazi","rate_429":0.1}'
     )
     parser.add_argument("--token-cache", default="memory", help="token_cache extra of the printed connections")
+    parser.add_argument(
+        "--tls-hostname",
+        help="serve https with a self-signed certificate for this name (for hosts other than loopback, "
+        "e.g. a compose service: the printed connections then carry verify=false)",
+    )
+    parser.add_argument("--public-url", help="the base URL clients use, if not http(s)://HOST:PORT (containers)")
     return parser.parse_args(argv)
 
 
@@ -59,13 +66,18 @@ def main(argv: list[str] | None = None) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((args.host, args.port))
     port = sock.getsockname()[1]
-    url = f"http://{args.host}:{port}"
+    tls: dict[str, Any] = {}
+    if args.tls_hostname:
+        from airflow_vendorauth.sandbox.tls import self_signed_certificate
+
+        tls = dict(zip(("ssl_certfile", "ssl_keyfile"), self_signed_certificate(args.tls_hostname), strict=True))
+    url = args.public_url or f"{'https' if tls else 'http'}://{args.host}:{port}"
     print("# Connections for Airflow (paste into your shell):")
-    for name, value in sandbox_environment(url, token_cache=args.token_cache).items():
+    for name, value in sandbox_environment(url, token_cache=args.token_cache, verify=not tls).items():
         print(f"export {name}={shlex.quote(value)}")
     print(f"{READY_PREFIX}{url}", flush=True)
     config = uvicorn.Config(
-        create_app(state), log_level="warning", access_log=False, timeout_keep_alive=30, lifespan="off"
+        create_app(state), log_level="warning", access_log=False, timeout_keep_alive=30, lifespan="off", **tls
     )
     uvicorn.Server(config).run(sockets=[sock])
 

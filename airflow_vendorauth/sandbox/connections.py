@@ -12,12 +12,15 @@ from airflow_vendorauth.sandbox.state import SandboxCredentials
 
 
 def sandbox_connections(
-    base_url: str, *, token_cache: str = "memory", credentials: SandboxCredentials | None = None
+    base_url: str, *, token_cache: str = "memory", verify: bool = True, credentials: SandboxCredentials | None = None
 ) -> dict[str, dict[str, Any]]:
-    """conn_id -> Airflow connection (JSON form) for every vendor, pointed at ``base_url``."""
+    """conn_id -> Airflow connection (JSON form) for every vendor, pointed at ``base_url``.
+
+    ``verify=False`` (a sandbox serving https with its self-signed certificate) is written into each
+    connection, as a user would have to."""
     c = credentials or SandboxCredentials()
     url = base_url.rstrip("/")
-    common = {"token_cache": token_cache}
+    common: dict[str, Any] = {"token_cache": token_cache, **({} if verify else {"verify": False})}
     return {
         "kazi_default": {
             "conn_type": "kazi",
@@ -88,9 +91,9 @@ def env_var_name(conn_id: str) -> str:
     return f"AIRFLOW_CONN_{conn_id.upper()}"
 
 
-def sandbox_environment(base_url: str, *, token_cache: str = "memory") -> dict[str, str]:
+def sandbox_environment(base_url: str, *, token_cache: str = "memory", verify: bool = True) -> dict[str, str]:
     """``AIRFLOW_CONN_*`` variables (JSON form) for every sandbox connection."""
     return {
         env_var_name(conn_id): json.dumps(conn)
-        for conn_id, conn in sandbox_connections(base_url, token_cache=token_cache).items()
+        for conn_id, conn in sandbox_connections(base_url, token_cache=token_cache, verify=verify).items()
     }
