@@ -37,6 +37,8 @@ def airflow_environment(sandbox: Sandbox, token_cache: str) -> dict[str, str]:
             "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
             "AIRFLOW__VENDORAUTH__TOKEN_CACHE_DIR": str(DEMO / "token-cache"),
             "VENDORAUTH_DATA_DIR": str(DEMO / "data"),
+            # `airflow standalone` starts its components as `airflow ...` found on PATH
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         }
     )
     return env
