@@ -10,8 +10,10 @@ with the same sandbox and connections, to click through the UI and press Test on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -85,7 +87,27 @@ def print_table(sandbox: Sandbox) -> None:
         )
 
 
+def run_standalone(env: dict[str, str]) -> int:
+    """`airflow standalone` in a process group of its own, stopped whole however this script ends."""
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "airflow"), "standalone"], env=env, start_new_session=True
+    )
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=grace)
+                break
+
+
 def main() -> int:
+    # a SIGTERM (a supervisor, `timeout`) unwinds like Ctrl-C: the sandbox and Airflow are stopped too
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--standalone", action="store_true", help="run `airflow standalone` with the sandbox")
     parser.add_argument(
@@ -103,7 +125,7 @@ def main() -> int:
             return 1
         if args.standalone:
             print("Starting `airflow standalone` (Ctrl-C to stop); the connections are set through AIRFLOW_CONN_*.")
-            return subprocess.call([str(Path(sys.executable).parent / "airflow"), "standalone"], env=env)
+            return run_standalone(env)
         print(f"Running the example DAGs for {LOGICAL_DATE} with `airflow dags test`:")
         results = [run_dag(dag_id, env) for dag_id in DAGS]
         print_table(sandbox)
