@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from airflow_vendorauth.auth.token import AccessToken
+
 
 class CacheEntryUnreadable(Exception):
     """A cached entry could not be decrypted or parsed (corrupt, or written with another key)."""
@@ -20,6 +22,16 @@ class TokenCipher:
 
     def encrypt(self, text: str) -> bytes:
         return self._fernet.encrypt(text.encode())
+
+    def open_token(self, blob: bytes, source: str) -> AccessToken:
+        """A cached entry back into a token; CacheEntryUnreadable if it is corrupt or from another key."""
+        try:
+            return AccessToken.from_json(self.decrypt(blob), source=source)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CacheEntryUnreadable(type(exc).__name__) from None
+
+    def seal_token(self, token: AccessToken) -> bytes:
+        return self.encrypt(token.to_json())
 
     def decrypt(self, blob: bytes) -> str:
         try:

@@ -80,8 +80,8 @@ class FileTokenCache:
             )
             return None
         try:
-            return AccessToken.from_json(self.cipher.decrypt(blob), source=self.name)
-        except (CacheEntryUnreadable, ValueError, KeyError) as exc:
+            return self.cipher.open_token(blob, self.name)
+        except CacheEntryUnreadable as exc:
             warn_once(
                 self.log,
                 f"file-corrupt:{path}",
@@ -96,7 +96,7 @@ class FileTokenCache:
     def store(self, key: str, token: AccessToken) -> None:
         if not self._prepare():
             return
-        blob = self.cipher.encrypt(token.to_json())
+        blob = self.cipher.seal_token(token)
         try:
             fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".token")  # created 0600
             try:

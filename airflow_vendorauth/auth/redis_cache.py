@@ -67,8 +67,8 @@ class RedisTokenCache:
         if blob is None:
             return None
         try:
-            return AccessToken.from_json(self.cipher.decrypt(blob), source=self.name)
-        except (CacheEntryUnreadable, ValueError, KeyError) as exc:
+            return self.cipher.open_token(blob, self.name)
+        except CacheEntryUnreadable as exc:
             warn_once(
                 self.log,
                 f"redis-corrupt:{key}",
@@ -84,7 +84,7 @@ class RedisTokenCache:
         if ttl_ms <= 0:
             return
         try:
-            self.client.set(PREFIX + key, self.cipher.encrypt(token.to_json()), px=ttl_ms)
+            self.client.set(PREFIX + key, self.cipher.seal_token(token), px=ttl_ms)
         except self._redis_errors as exc:
             self._down(exc)
 
@@ -94,8 +94,8 @@ class RedisTokenCache:
             if blob is None:
                 return
             try:
-                current = AccessToken.from_json(self.cipher.decrypt(blob), source=self.name)
-            except (CacheEntryUnreadable, ValueError, KeyError):
+                current = self.cipher.open_token(blob, self.name)
+            except CacheEntryUnreadable:
                 current = None
             if current is None or current.access_token == access_token:
                 self.client.eval(_DELETE_IF_EQUAL, 1, PREFIX + key, blob)

@@ -78,18 +78,6 @@ class AccessToken:
     def seconds_left(self, now: pendulum.DateTime | None = None) -> int:
         return int((self.expires_at - (now or pendulum.now("UTC"))).total_seconds())
 
-    def with_source(self, source: str) -> AccessToken:
-        return AccessToken(
-            access_token=self.access_token,
-            expires_at=self.expires_at,
-            obtained_at=self.obtained_at,
-            token_type=self.token_type,
-            scopes=self.scopes,
-            roles=self.roles,
-            source=source,
-            refresh_at=self.refresh_at,
-        )
-
     def to_json(self) -> str:
         """Serialise for a shared cache (the caller encrypts it)."""
         return json.dumps(

@@ -384,6 +384,30 @@ class VendorHook(BaseHook):
                 self._check(response, method, retry_unsafe)
         return response
 
+    def json_body(self, response: httpx.Response, field: str | None = None) -> Any:
+        """The JSON body of a 2xx answer (or one field of it), or a VendorApiError that says what came
+        instead: a proxy's HTML page at 200 must not reach the user as a JSONDecodeError."""
+        from airflow_vendorauth.jsonlib import loads
+
+        path = response.request.url.path
+        try:
+            body = loads(response.content)
+        except ValueError:
+            content_type = response.headers.get("content-type", "no content type")
+            raise self._api_error(
+                f"{response.request.method} {path} for connection {self.conn_id!r} answered HTTP "
+                f"{response.status_code} with {content_type} that is not JSON ({excerpt(response.text, 100)!r})",
+                status=response.status_code,
+            ) from None
+        if field is None:
+            return body
+        if not isinstance(body, dict) or field not in body:
+            raise self._api_error(
+                f"{response.request.method} {path} for connection {self.conn_id!r} answered without {field!r}",
+                status=response.status_code,
+            )
+        return body[field]
+
     # ---- pagination ----------------------------------------------------------------------------------
 
     def default_pagination(self) -> Pagination:

@@ -134,12 +134,7 @@ class VendorApiOperator(BaseOperator):
         )
         if not response.content:
             return None
-        try:
-            body = response.json()
-        except ValueError:
-            raise ValueError(
-                f"{self.task_id}: {self.endpoint} answered {response.headers.get('content-type')} that is not JSON"
-            ) from None
+        body = hook.json_body(response)
         if self.output:
             from airflow_vendorauth.operators.output import JsonLinesSink
 
@@ -149,11 +144,11 @@ class VendorApiOperator(BaseOperator):
         return body
 
     def _records_for_xcom(self, hook: Any) -> list[Any]:
+        from airflow_vendorauth.operators.streaming import collect_for_xcom
         from airflow_vendorauth.pagination import PaginationStats
 
-        records: list[Any] = []
         stats = PaginationStats()
-        for record in hook.paginate(
+        pages = hook.paginate(
             self.endpoint,
             params=self.query_params,
             pagination=self.pagination,
@@ -161,14 +156,8 @@ class VendorApiOperator(BaseOperator):
             max_records=self.max_records,
             stats=stats,
             concurrency=self.concurrency,
-        ):
-            records.append(record)
-            if len(records) > self.max_xcom_records:
-                raise ValueError(
-                    f"{self.task_id}: {self.endpoint} has more than {self.max_xcom_records} records, too many for "
-                    "XCom (it lives in the metadata database). Set output='/path/{{ ds }}/file.jsonl' to stream "
-                    "them to a file, or max_records to cap them."
-                )
+        )
+        records = collect_for_xcom(pages, self.max_xcom_records, f"{self.task_id}: {self.endpoint}")
         self.log.info("%s: %d pages, %d records returned to XCom", self.endpoint, stats.pages, len(records))
         return records
 

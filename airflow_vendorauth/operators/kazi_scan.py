@@ -121,13 +121,13 @@ class KaziScanOperator(ResumableJobMixin, BaseOperator):
             response = hook.request(
                 "POST", self._endpoint(self.submit_endpoint), json={ITEMS_FIELD[self.scan_type]: items}
             )
-        scan_id = str(response.json()["id"])
+        scan_id = str(hook.json_body(response, "id"))
         self.log.info("Submitted Kazi %s scan %s over %d items", self.scan_type, scan_id, len(items))
         return scan_id
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
         with self._hook() as hook:
-            return str(hook.request("GET", self._endpoint(self.status_endpoint, external_id)).json().get("status"))
+            return str(hook.json_body(hook.request("GET", self._endpoint(self.status_endpoint, external_id)), "status"))
 
     def is_job_active(self, status: str) -> bool:
         return status in ACTIVE_STATUSES
@@ -140,7 +140,7 @@ class KaziScanOperator(ResumableJobMixin, BaseOperator):
         with self._hook() as hook:
             while True:
                 status = str(
-                    hook.request("GET", self._endpoint(self.status_endpoint, external_id)).json().get("status")
+                    hook.json_body(hook.request("GET", self._endpoint(self.status_endpoint, external_id)), "status")
                 )
                 if self.is_job_succeeded(status):
                     break
@@ -175,12 +175,9 @@ class KaziScanOperator(ResumableJobMixin, BaseOperator):
                     checkpoint_key=f"kazi_results_checkpoint:{external_id}",
                 )
                 return {**result, "scan_id": external_id}
-            results = []
-            for record in hook.paginate(endpoint):
-                results.append(record)
-                if len(results) > self.max_xcom_records:
-                    raise ValueError(f"{self.task_id}: more than {self.max_xcom_records} results for XCom; set output=")
-            return results
+            from airflow_vendorauth.operators.streaming import collect_for_xcom
+
+            return collect_for_xcom(hook.paginate(endpoint), self.max_xcom_records, f"{self.task_id}: {endpoint}")
 
     # ---- execution ------------------------------------------------------------------------------------------
 

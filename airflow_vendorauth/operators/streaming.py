@@ -7,7 +7,7 @@ so a task killed mid-scan and retried by Airflow resumes from its last committed
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from airflow_vendorauth.hooks.base import VendorHook
@@ -98,3 +98,17 @@ def stream_to_jsonl(
         store.delete(checkpoint_key)
     progress.page_done(stats, final=True)
     return {"path": path, "records": sink.records, "pages": sink.pages}
+
+
+def collect_for_xcom(records: Iterable[Any], limit: int, what: str) -> list[Any]:
+    """The records as a list for XCom (it lives in the metadata database), refusing more than ``limit``
+    with an error that points to ``output``."""
+    collected: list[Any] = []
+    for record in records:
+        collected.append(record)
+        if len(collected) > limit:
+            raise ValueError(
+                f"{what} has more than {limit} records, too many for XCom (it lives in the metadata database). "
+                "Set output='/path/{{ ds }}/file.jsonl' to stream them to a file, or max_records to cap them."
+            )
+    return collected

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -125,6 +124,3 @@ class Sandbox:
 
     def configure(self, **settings: Any) -> dict[str, Any]:
         return self._post("config", settings)  # type: ignore[no-any-return]
-
-    def dumps_environment(self) -> str:
-        return json.dumps(self.environment(), indent=2)

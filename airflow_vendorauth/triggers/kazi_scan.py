@@ -50,7 +50,7 @@ class KaziScanTrigger(BaseTrigger):
         try:
             while True:
                 try:
-                    status = (await hook.arequest("GET", self.status_endpoint)).json().get("status")
+                    status = hook.json_body(await hook.arequest("GET", self.status_endpoint), "status")
                 except Exception as error:  # noqa: BLE001 - reported to the task, which decides
                     yield TriggerEvent({"status": "error", "scan_id": self.scan_id, "message": str(error)})
                     return

@@ -165,7 +165,7 @@ class VendorProfile:
     host_placeholder: str = ""
     #: The vendor's tokens are JWTs: one that does not decode is an error, not a mystery.
     issues_jwt: bool = False
-    #: The name of the vendor's default pagination strategy factory, resolved lazily by the hook.
+    #: Builds the vendor's default pagination strategy (a factory, so pagination is imported lazily).
     default_pagination: Callable[[], Any] | None = None
     #: Vendor headers that must never follow a request to another origin.
     header_names: tuple[str, ...] = ()

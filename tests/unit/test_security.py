@@ -65,3 +65,18 @@ def test_token_shaped_strings_are_redacted_even_when_unknown(text: str) -> None:
     assert "abc.def-123" not in redact(text)
     assert "eyJzdWIiOiIxIn0" not in redact(text)
     assert "YWJjOmRlZmdoaWpr" not in redact(text)
+
+
+def test_an_html_page_where_json_was_expected_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_connection(monkeypatch, "kazi")
+    fake = FakeVendor("kazi")
+    fake.api = lambda r: httpx.Response(
+        200, text="<html>Gateway maintenance</html>", headers={"content-type": "text/html"}
+    )
+    hook = hook_for("kazi", transport=fake.transport())
+    response = hook.request("GET", "/tagging/v2/job-scans/1")
+    with pytest.raises(VendorApiError, match="text/html that is not JSON"):
+        hook.json_body(response, "status")
+    fake.api = lambda r: httpx.Response(200, json={"other": 1})
+    with pytest.raises(VendorApiError, match="without 'status'"):
+        hook.json_body(hook.request("GET", "/tagging/v2/job-scans/1"), "status")
