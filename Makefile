@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -rs -p no:cacheprovider tests
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check airflow_vendorauth tests dags_examples scripts $(wildcard benchmarks)

@@ -7,10 +7,12 @@ here too: one lock per key, so 16 threads that miss at once cause one token requ
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+import weakref
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from typing import Protocol
 
 from airflow_vendorauth.auth.token import AccessToken
@@ -40,26 +42,43 @@ class SharedTokenCache(Protocol):
 
     def store(self, key: str, token: AccessToken) -> None: ...
 
-    def evict(self, key: str, access_token: str) -> None: ...
+    def evict(self, key: str, access_token: str) -> None:
+        """Delete the entry only if it still holds ``access_token``, atomically with respect to
+        :meth:`store`: a 401 on an old token must never delete the newer one."""
 
-    def fetch_lock(self, key: str) -> AbstractContextManager[None]: ...
+    def fetch_lock(self, key: str, wait_seconds: float) -> AbstractContextManager[None]:
+        """Held while one process fetches; others wait up to ``wait_seconds`` (the longest a fetch
+        may take), and a holder that dies frees it."""
+
+
+#: Between two polls of a thread lock that another event loop or thread holds.
+_POLL_SECONDS = (0.005, 0.01, 0.02, 0.05)
 
 
 class MemoryTokenCache:
-    """Tokens of this process, by key, with a lock per key for single flight."""
+    """Tokens of this process, by key, and single flight per key for the whole process.
+
+    One :class:`threading.Lock` per key serialises fetches across every thread and every event loop of
+    the process; coroutines of one loop first queue on an :class:`asyncio.Lock` of that loop (so they
+    wait without a thread each), then take the thread lock without blocking the loop.
+    """
 
     name = "memory"
 
     def __init__(self) -> None:
         self._tokens: dict[str, AccessToken] = {}
         self._locks: dict[str, threading.Lock] = {}
+        self._loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._guard = threading.Lock()
 
     def get(self, key: str) -> AccessToken | None:
         return self._tokens.get(key)
 
     def put(self, key: str, token: AccessToken) -> None:
-        self._tokens[key] = token
+        with self._guard:  # the same guard as evict's compare-and-delete
+            self._tokens[key] = token
 
     def evict(self, key: str, access_token: str) -> bool:
         """Drop the cached token only if it is the one that failed: a newer token stays."""
@@ -73,13 +92,36 @@ class MemoryTokenCache:
     def clear(self) -> None:
         with self._guard:
             self._tokens.clear()
+            self._locks.clear()
+            self._loop_locks.clear()
+
+    def _thread_lock(self, key: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
 
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
+        """Single flight for ``key`` (sync callers)."""
+        with self._thread_lock(key):
             yield
+
+    @asynccontextmanager
+    async def alock(self, key: str) -> AsyncIterator[None]:
+        """Single flight for ``key`` (coroutines): the same thread lock as :meth:`lock`, never blocking
+        the event loop (polled, so a cancelled waiter can never leave it taken)."""
+        loop = asyncio.get_running_loop()
+        with self._guard:
+            loop_lock = self._loop_locks.setdefault(loop, {}).setdefault(key, asyncio.Lock())
+        thread_lock = self._thread_lock(key)
+        async with loop_lock:
+            attempt = 0
+            while not thread_lock.acquire(blocking=False):
+                await asyncio.sleep(_POLL_SECONDS[min(attempt, len(_POLL_SECONDS) - 1)])
+                attempt += 1
+            try:
+                yield
+            finally:
+                thread_lock.release()
 
 
 #: The process-wide memory cache every hook shares.

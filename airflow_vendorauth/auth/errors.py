@@ -67,6 +67,7 @@ class TokenRequestError(VendorAuthError):
         error: str | None = None,
         error_description: str | None = None,
         retryable: bool = False,
+        retry_after: float | None = None,
         secrets: tuple[str, ...] = (),
     ) -> None:
         self.vendor = vendor
@@ -75,6 +76,8 @@ class TokenRequestError(VendorAuthError):
         self.error = error
         self.error_description = error_description
         self.retryable = retryable
+        #: Seconds the server asked us to wait (``Retry-After``) before the next attempt.
+        self.retry_after = retry_after
         super().__init__(message, secrets=secrets)
 
 

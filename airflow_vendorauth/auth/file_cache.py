@@ -3,8 +3,9 @@
 One file per credential (``<fingerprint>.token``, mode 0600) in a directory only the owner can enter
 (0700); entries are Fernet-encrypted and written atomically (temp file + rename). A miss is single
 flight across processes through a ``filelock`` lock file: the kernel releases it when its holder
-dies, and a lock not obtained within ``lock_timeout`` seconds is given up on (the caller then fetches
-directly). Every failure (corrupt entry, wrong key, full disk, unwritable directory) logs a warning
+dies, and waiters wait as long as a fetch may take (the caller's ``wait_seconds``) before fetching
+directly. Writing and compare-before-evict take a second, short-held lock per entry, so a 401 on an
+old token in one process can never delete the newer token another process has just stored. Every failure (corrupt entry, wrong key, full disk, unwritable directory) logs a warning
 once and degrades to "no cache"; it never fails a task.
 """
 
@@ -23,6 +24,9 @@ from airflow_vendorauth.auth.cipher import CacheEntryUnreadable, TokenCipher
 from airflow_vendorauth.auth.token import AccessToken
 from airflow_vendorauth.auth.warn_once import warn_once
 
+#: A write or a compare-and-delete holds an entry lock for milliseconds; past this, something is wrong.
+ENTRY_LOCK_SECONDS = 10.0
+
 
 class FileTokenCache:
     name = "file"
@@ -32,12 +36,10 @@ class FileTokenCache:
         directory: str | Path,
         cipher: TokenCipher,
         *,
-        lock_timeout: float = 30.0,
         logger: logging.Logger | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.cipher = cipher
-        self.lock_timeout = lock_timeout
         self.log = logger
         self._ready = False
 
@@ -89,25 +91,20 @@ class FileTokenCache:
                 path,
                 type(exc).__name__,
             )
-            with contextlib.suppress(OSError):
-                path.unlink()
-            return None
+            return None  # not unlinked: it may be a good entry by now; the next store replaces it
+
+    def _entry_lock(self, key: str) -> filelock.FileLock:
+        """Held only for a write or a compare-and-delete of one entry (never across a fetch)."""
+        return filelock.FileLock(str(self.directory / f"{key}.entry.lock"), timeout=ENTRY_LOCK_SECONDS, mode=0o600)
 
     def store(self, key: str, token: AccessToken) -> None:
         if not self._prepare():
             return
         blob = self.cipher.seal_token(token)
         try:
-            fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".token")  # created 0600
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(blob)
-                os.replace(temp, self._path(key))
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(temp)
-                raise
-        except OSError as exc:
+            with self._entry_lock(key):
+                self._write(key, blob)
+        except (filelock.Timeout, OSError) as exc:
             warn_once(
                 self.log,
                 f"file-write:{self.directory}",
@@ -116,18 +113,35 @@ class FileTokenCache:
                 exc,
             )
 
-    def evict(self, key: str, access_token: str) -> None:
-        current = self.load(key)
-        if current is not None and current.access_token == access_token:
+    def _write(self, key: str, blob: bytes) -> None:
+        """Atomically: a reader sees the old entry or the new one, never half of one."""
+        fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".token")  # created 0600
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(blob)
+            os.replace(temp, self._path(key))
+        except BaseException:
             with contextlib.suppress(OSError):
-                self._path(key).unlink()
+                os.unlink(temp)
+            raise
+
+    def evict(self, key: str, access_token: str) -> None:
+        if not self._prepare():
+            return
+        try:
+            with self._entry_lock(key):
+                current = self.load(key)
+                if current is not None and current.access_token == access_token:
+                    self._path(key).unlink()
+        except (filelock.Timeout, OSError):
+            pass  # the entry stays; the token it holds will get its own 401 and be evicted then
 
     @contextlib.contextmanager
-    def fetch_lock(self, key: str) -> Iterator[None]:
+    def fetch_lock(self, key: str, wait_seconds: float) -> Iterator[None]:
         if not self._prepare():
             yield
             return
-        lock = filelock.FileLock(str(self.directory / f"{key}.lock"), timeout=self.lock_timeout, mode=0o600)
+        lock = filelock.FileLock(str(self.directory / f"{key}.lock"), timeout=wait_seconds, mode=0o600)
         try:
             lock.acquire()
         except (filelock.Timeout, OSError) as exc:

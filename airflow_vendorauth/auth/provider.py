@@ -19,7 +19,6 @@ import json
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +29,7 @@ from airflow_vendorauth.auth.cache import MEMORY_CACHE, MemoryTokenCache, Shared
 from airflow_vendorauth.auth.errors import InvalidTokenResponseError, TokenRequestError, vendor_error_fields
 from airflow_vendorauth.auth.grants import TokenRequest
 from airflow_vendorauth.auth.redact import excerpt, redact
-from airflow_vendorauth.auth.retry import TRANSIENT_STATUSES, RetryPolicy, retry_arguments
+from airflow_vendorauth.auth.retry import TRANSIENT_STATUSES, RetryPolicy, parse_retry_after, retry_arguments
 from airflow_vendorauth.auth.token import AccessToken, parse_token_response
 
 FAILURE_MEMORY_SECONDS = 30.0
@@ -90,9 +89,6 @@ class TokenProvider:
         self._async_transport = async_transport
         self._memory = memory
         self._client: httpx.Client | None = None
-        self._async_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
         #: Token requests this provider sent (attempts included), for logs and benchmarks.
         self.requests_sent = 0
 
@@ -101,12 +97,15 @@ class TokenProvider:
 
     # ---- the decisions, shared by sync and async -------------------------------------------------
 
-    def _usable(self, token: AccessToken | None, stale: AccessToken | None) -> AccessToken | None:
-        if token is None or not token.is_fresh():
-            return None
-        if stale is not None and token.access_token == stale.access_token:
-            return None
-        return token
+    @staticmethod
+    def _usable(token: AccessToken | None) -> AccessToken | None:
+        return token if token is not None and token.is_fresh() else None
+
+    @property
+    def fetch_budget_seconds(self) -> float:
+        """The longest one fetch may take, retries included: the retry budget plus one last attempt.
+        Whoever waits for another process's fetch waits this long, and a lock lease outlives it."""
+        return self._policy.max_elapsed_seconds + self._timeout + 5.0
 
     def _replay_remembered_failure(self) -> None:
         with _failures_guard:
@@ -177,12 +176,14 @@ class TokenProvider:
         error, description, codes = vendor_error_fields(body)
         said = ": ".join(p for p in (error, description) if p) or excerpt(text, 200) or "no body"
         if status in TRANSIENT_STATUSES:
+            # Entra ID throttles token requests with 429 (or 503) and Retry-After: honour it, as API calls do.
             raise self._error(
                 f"got HTTP {status} ({said})",
                 status=status,
                 error=error,
                 error_description=description,
                 retryable=True,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
             ) from None
         hint = next((_HINTS[c] for c in codes if c in _HINTS), None) or _HINTS.get(error or "")
         hint = hint or "check the connection's credentials and token_url"
@@ -210,29 +211,42 @@ class TokenProvider:
     # ---- sync ------------------------------------------------------------------------------------
 
     def get_token(self, force_refresh: bool = False) -> AccessToken:
-        """A token that will not expire before the refresh leeway; fetched only when needed."""
-        cached = self._memory.get(self.key)
-        stale = cached if force_refresh else None
-        if (token := self._usable(cached, stale)) is not None:
+        """A token that will not expire before the refresh leeway; fetched only when needed.
+
+        ``force_refresh=True`` (the Test button) proves the credential at the token endpoint every
+        time, whatever a cache holds, and shares the fresh token through the shared cache.
+        """
+        if not force_refresh and (token := self._usable(self._memory.get(self.key))) is not None:
             return token
         with self._memory.lock(self.key):
-            if (token := self._usable(self._memory.get(self.key), stale)) is not None:
+            if force_refresh:
+                return self._fetch_and_share()
+            if (token := self._usable(self._memory.get(self.key))) is not None:
                 return token
             self._replay_remembered_failure()
             if self._shared is None:
                 return self._accept(self._fetch(), "the token endpoint (fetched)")
-            return self._through_shared(stale)
+            return self._through_shared()
 
-    def _through_shared(self, stale: AccessToken | None) -> AccessToken:
+    def _through_shared(self) -> AccessToken:
         assert self._shared is not None
-        if (token := self._usable(self._shared.load(self.key), stale)) is not None:
+        if (token := self._usable(self._shared.load(self.key))) is not None:
             return self._accept(token, f"the {self._shared.name} cache")
-        with self._shared.fetch_lock(self.key):
-            if (token := self._usable(self._shared.load(self.key), stale)) is not None:
+        with self._shared.fetch_lock(self.key, self.fetch_budget_seconds):
+            if (token := self._usable(self._shared.load(self.key))) is not None:
                 return self._accept(token, f"the {self._shared.name} cache")
             token = self._fetch()
             self._shared.store(self.key, token)
             return self._accept(token, f"the token endpoint (fetched, stored in the {self._shared.name} cache)")
+
+    def _fetch_and_share(self) -> AccessToken:
+        """Ask the token endpoint, no cache consulted (nor a remembered refusal), and share the answer."""
+        if self._shared is None:
+            return self._accept(self._fetch(), "the token endpoint (fetched on request)")
+        with self._shared.fetch_lock(self.key, self.fetch_budget_seconds):
+            token = self._fetch()
+            self._shared.store(self.key, token)
+        return self._accept(token, f"the token endpoint (fetched on request, stored in the {self._shared.name} cache)")
 
     def invalidate(self, token: AccessToken) -> None:
         """Forget ``token`` (it got a 401) here and in the shared cache, unless a newer one replaced it."""
@@ -269,27 +283,21 @@ class TokenProvider:
 
     # ---- async -----------------------------------------------------------------------------------
 
-    def _async_lock(self) -> asyncio.Lock:
-        loop = asyncio.get_running_loop()
-        lock = self._async_locks.get(loop)
-        if lock is None:
-            lock = self._async_locks[loop] = asyncio.Lock()
-        return lock
-
     async def aget_token(self, force_refresh: bool = False) -> AccessToken:
-        """The async twin of :meth:`get_token` (for triggers): same decisions, asyncio single flight."""
-        cached = self._memory.get(self.key)
-        stale = cached if force_refresh else None
-        if (token := self._usable(cached, stale)) is not None:
+        """The async twin of :meth:`get_token` (for triggers): same decisions, and the same single
+        flight: one fetch per credential for every hook, thread and event loop of the process."""
+        if not force_refresh and (token := self._usable(self._memory.get(self.key))) is not None:
             return token
-        async with self._async_lock():
-            if (token := self._usable(self._memory.get(self.key), stale)) is not None:
-                return token
-            self._replay_remembered_failure()
+        async with self._memory.alock(self.key):
+            if not force_refresh:
+                if (token := self._usable(self._memory.get(self.key))) is not None:
+                    return token
+                self._replay_remembered_failure()
             if self._shared is None:
-                return self._accept(await self._afetch(), "the token endpoint (fetched)")
+                origin = "the token endpoint (fetched on request)" if force_refresh else "the token endpoint (fetched)"
+                return self._accept(await self._afetch(), origin)
             # The shared caches block on locks and I/O: keep them off the event loop.
-            return await asyncio.to_thread(self._through_shared, stale)
+            return await asyncio.to_thread(self._fetch_and_share if force_refresh else self._through_shared)
 
     async def ainvalidate(self, token: AccessToken) -> None:
         self._memory.evict(self.key, token.access_token)

@@ -1,7 +1,9 @@
 """Redis token cache: every worker of a cluster shares tokens.
 
 Entries are Fernet-encrypted and expire with the token (``SET ... PX``). A miss is single flight
-across workers through a Redis lock with a timeout, so a lock whose holder died expires by itself.
+across workers through a Redis lock: its lease is short (:data:`LOCK_LEASE_SECONDS`) and renewed by the
+holder while its fetch runs, so a slow fetch keeps it however long it takes, and a holder that died
+(no more renewals) frees it within one lease. Waiters wait as long as a fetch may take.
 Redis being slow or unreachable logs a warning once and degrades to "no cache": it never fails a task.
 The ``redis`` package is an optional extra: ``pip install airflow-vendorauth[redis]``.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +21,8 @@ from airflow_vendorauth.auth.token import AccessToken
 from airflow_vendorauth.auth.warn_once import warn_once
 
 PREFIX = "vendorauth:token:"
+#: How long a fetch lock lives without renewal: the most a dead holder can delay the others.
+LOCK_LEASE_SECONDS = 10.0
 #: Compare-and-delete, atomically: evict the entry only if it is still the one we read.
 _DELETE_IF_EQUAL = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
@@ -30,7 +35,7 @@ class RedisTokenCache:
         url: str,
         cipher: TokenCipher,
         *,
-        lock_timeout: float = 30.0,
+        lease_seconds: float = LOCK_LEASE_SECONDS,
         socket_timeout: float = 2.0,
         logger: logging.Logger | None = None,
     ) -> None:
@@ -46,7 +51,7 @@ class RedisTokenCache:
         )
         self.url_shown = url.split("@")[-1]  # never log a password in the URL
         self.cipher = cipher
-        self.lock_timeout = lock_timeout
+        self.lease_seconds = lease_seconds
         self.log = logger
 
     def _down(self, exc: BaseException) -> None:
@@ -103,18 +108,49 @@ class RedisTokenCache:
             self._down(exc)
 
     @contextlib.contextmanager
-    def fetch_lock(self, key: str) -> Iterator[None]:
-        lock = self.client.lock(f"{PREFIX}{key}:lock", timeout=self.lock_timeout, blocking_timeout=self.lock_timeout)
+    def fetch_lock(self, key: str, wait_seconds: float) -> Iterator[None]:
+        lock = self.client.lock(
+            f"{PREFIX}{key}:lock", timeout=self.lease_seconds, blocking_timeout=wait_seconds, thread_local=False
+        )
         try:
             acquired = lock.acquire()
         except self._redis_errors as exc:
             self._down(exc)
             acquired = False
         if not acquired:
+            if self.log is not None:
+                self.log.warning("Redis token cache lock not obtained in %.0f s: fetching a token directly", wait_seconds)
             yield
             return
+        renewal = _LeaseRenewal(lock, self.lease_seconds / 3, self._redis_errors, self.log)
+        renewal.start()
         try:
             yield
         finally:
+            renewal.stop()
             with contextlib.suppress(*self._redis_errors):
                 lock.release()
+
+
+class _LeaseRenewal(threading.Thread):
+    """Renews a held lock's lease every ``interval`` seconds until stopped: the lease outlives the fetch."""
+
+    def __init__(
+        self, lock: Any, interval: float, errors: tuple[type[BaseException], ...], log: logging.Logger | None
+    ) -> None:
+        super().__init__(name="vendorauth-lock-lease", daemon=True)
+        self._lock, self._interval, self._errors, self._log = lock, interval, errors, log
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self._interval):
+            try:
+                self._lock.reacquire()
+            except self._errors as exc:  # LockError (the lease was lost) is a RedisError
+                if self._log is not None:
+                    self._log.warning("Redis token cache lock lease not renewed (%s)", type(exc).__name__)
+                return
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join(timeout=self._interval + 1)

@@ -19,7 +19,7 @@ from airflow.sdk import BaseHook
 
 from airflow_vendorauth.auth.cache import cache_key
 from airflow_vendorauth.auth.errors import ConnectionConfigError, VendorApiError, VendorAuthError, vendor_error_fields
-from airflow_vendorauth.auth.httpx_auth import VendorAuth
+from airflow_vendorauth.auth.httpx_auth import Origin, VendorAuth, origin_of
 from airflow_vendorauth.auth.provider import TokenProvider
 from airflow_vendorauth.auth.redact import excerpt
 from airflow_vendorauth.auth.retry import TRANSIENT_STATUSES, RetryPolicy, parse_retry_after, retry_arguments
@@ -88,7 +88,7 @@ class VendorHook(BaseHook):
         self._async_client_loop: asyncio.AbstractEventLoop | None = None
         #: API retries made by this hook so far (the operator reports them in its progress lines).
         self.api_retries = 0
-        self._origin: tuple[str, str, int | None] | None = None
+        self._origin: Origin | None = None
         self._retryings: dict[str, Any] = {}
 
     def __repr__(self) -> str:
@@ -191,7 +191,9 @@ class VendorHook(BaseHook):
 
     def _vendor_auth(self) -> VendorAuth:
         if self._auth is None:
-            self._auth = VendorAuth(self._token_provider(), self.profile.api_headers(self.settings))
+            self._auth = VendorAuth(
+                self._token_provider(), self.profile.api_headers(self.settings), self.settings.base_url
+            )
         return self._auth
 
     def _client_options(self) -> dict[str, Any]:
@@ -212,10 +214,8 @@ class VendorHook(BaseHook):
         ``Ocp-Apim-Subscription-Key``; this drops both, for redirects and for absolute URLs alike.
         """
         if self._origin is None:
-            base = httpx.URL(self.settings.base_url)
-            self._origin = (base.scheme, base.host, base.port)
-        url = request.url
-        if (url.scheme, url.host, url.port) != self._origin:
+            self._origin = origin_of(httpx.URL(self.settings.base_url))
+        if origin_of(request.url) != self._origin:
             for name in ("Authorization", *self.profile.header_names):
                 request.headers.pop(name, None)
 
@@ -542,7 +542,8 @@ def hook_for_connection(conn_id: str, **kwargs: Any) -> VendorHook:
 
     from airflow_vendorauth.vendors import VENDORS
 
-    conn_type = BaseHook.get_connection(conn_id).conn_type
+    conn = BaseHook.get_connection(conn_id)
+    conn_type = conn.conn_type
     profile = VENDORS.get(conn_type or "")
     if profile is None:
         raise ConnectionConfigError(
@@ -553,4 +554,6 @@ def hook_for_connection(conn_id: str, **kwargs: Any) -> VendorHook:
         )
     module, _, name = profile.hook_class_name.rpartition(".")
     hook_class: type[VendorHook] = getattr(importlib.import_module(module), name)
-    return hook_class(conn_id, **kwargs)
+    hook = hook_class(conn_id, **kwargs)
+    hook._adopt(profile.resolve(hook._raw_connection(conn)))  # the connection is read once
+    return hook

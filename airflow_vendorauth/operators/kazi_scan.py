@@ -91,13 +91,22 @@ class KaziScanOperator(ResumableJobMixin, BaseOperator):
         self.results_endpoint = results_endpoint
         self.max_xcom_records = max_xcom_records
         self._results: dict[Any, Any] = {}
+        self._hook_of_this_try: KaziHook | None = None
 
     # ---- helpers ---------------------------------------------------------------------------------------
 
     def _hook(self) -> KaziHook:
-        from airflow_vendorauth.hooks.kazi import KaziHook
+        """One hook (one connection read, one pooled client) for the whole try, closed when it ends."""
+        if self._hook_of_this_try is None:
+            from airflow_vendorauth.hooks.kazi import KaziHook
 
-        return KaziHook(self.conn_id)
+            self._hook_of_this_try = KaziHook(self.conn_id)
+        return self._hook_of_this_try
+
+    def _end_of_try(self) -> None:
+        if self._hook_of_this_try is not None:
+            self._hook_of_this_try.close()
+            self._hook_of_this_try = None
 
     def _endpoint(self, template: str, scan_id: Any = "") -> str:
         return template.format(kind=self.scan_type, scan_id=scan_id)
@@ -117,17 +126,15 @@ class KaziScanOperator(ResumableJobMixin, BaseOperator):
 
     def submit_job(self, context: Context) -> str:
         items = self._load_items()
-        with self._hook() as hook:
-            response = hook.request(
-                "POST", self._endpoint(self.submit_endpoint), json={ITEMS_FIELD[self.scan_type]: items}
-            )
+        hook = self._hook()
+        response = hook.request("POST", self._endpoint(self.submit_endpoint), json={ITEMS_FIELD[self.scan_type]: items})
         scan_id = str(hook.json_body(response, "id"))
         self.log.info("Submitted Kazi %s scan %s over %d items", self.scan_type, scan_id, len(items))
         return scan_id
 
     def get_job_status(self, external_id: Any, context: Context) -> str:
-        with self._hook() as hook:
-            return str(hook.json_body(hook.request("GET", self._endpoint(self.status_endpoint, external_id)), "status"))
+        hook = self._hook()
+        return str(hook.json_body(hook.request("GET", self._endpoint(self.status_endpoint, external_id)), "status"))
 
     def is_job_active(self, status: str) -> bool:
         return status in ACTIVE_STATUSES
@@ -137,20 +144,15 @@ class KaziScanOperator(ResumableJobMixin, BaseOperator):
 
     def poll_until_complete(self, external_id: Any, context: Context) -> Any:
         deadline = time.monotonic() + self.scan_timeout.total_seconds()
-        with self._hook() as hook:
-            while True:
-                status = str(
-                    hook.json_body(hook.request("GET", self._endpoint(self.status_endpoint, external_id)), "status")
-                )
-                if self.is_job_succeeded(status):
-                    break
-                if not self.is_job_active(status):
-                    raise KaziScanError(f"Kazi {self.scan_type} scan {external_id} ended with status {status!r}")
-                if time.monotonic() >= deadline:
-                    raise KaziScanError(
-                        f"Kazi {self.scan_type} scan {external_id} still {status} after {self.scan_timeout}"
-                    )
-                time.sleep(self.poll_interval)
+        while True:
+            status = self.get_job_status(external_id, context)
+            if self.is_job_succeeded(status):
+                break
+            if not self.is_job_active(status):
+                raise KaziScanError(f"Kazi {self.scan_type} scan {external_id} ended with status {status!r}")
+            if time.monotonic() >= deadline:
+                raise KaziScanError(f"Kazi {self.scan_type} scan {external_id} still {status} after {self.scan_timeout}")
+            time.sleep(self.poll_interval)
         # On a reconnect the mixin returns what this returns, on a fresh submit it calls
         # get_job_result next: collect here once, and let get_job_result serve the memo.
         return self.get_job_result(external_id, context)
@@ -162,26 +164,32 @@ class KaziScanOperator(ResumableJobMixin, BaseOperator):
 
     def _collect_results(self, external_id: Any, context: Context) -> Any:
         endpoint = self._endpoint(self.results_endpoint, external_id)
-        with self._hook() as hook:
-            if self.output:
-                from airflow_vendorauth.operators.streaming import stream_to_jsonl
+        hook = self._hook()
+        if self.output:
+            from airflow_vendorauth.operators.streaming import stream_to_jsonl
 
-                result = stream_to_jsonl(
-                    hook,
-                    endpoint,
-                    str(self.output),
-                    context=context,
-                    log=self.log,  # type: ignore[arg-type]
-                    checkpoint_key=f"kazi_results_checkpoint:{external_id}",
-                )
-                return {**result, "scan_id": external_id}
-            from airflow_vendorauth.operators.streaming import collect_for_xcom
+            result = stream_to_jsonl(
+                hook,
+                endpoint,
+                str(self.output),
+                context=context,
+                log=self.log,  # type: ignore[arg-type]
+                checkpoint_key=f"kazi_results_checkpoint:{external_id}",
+            )
+            return {**result, "scan_id": external_id}
+        from airflow_vendorauth.operators.streaming import collect_for_xcom
 
-            return collect_for_xcom(hook.paginate(endpoint), self.max_xcom_records, f"{self.task_id}: {endpoint}")
+        return collect_for_xcom(hook.paginate(endpoint), self.max_xcom_records, f"{self.task_id}: {endpoint}")
 
     # ---- execution ------------------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
+        try:
+            return self._execute(context)
+        finally:
+            self._end_of_try()
+
+    def _execute(self, context: Context) -> Any:
         if not self.deferrable:
             return self.execute_resumable(context)
         store = context.get("task_state_store")
@@ -215,4 +223,7 @@ class KaziScanOperator(ResumableJobMixin, BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         if event.get("status") != "success":
             raise KaziScanError(event.get("message", f"Kazi scan {event.get('scan_id')} failed"))
-        return self.get_job_result(event["scan_id"], context)
+        try:
+            return self.get_job_result(event["scan_id"], context)
+        finally:
+            self._end_of_try()

@@ -64,13 +64,17 @@ class FaultsAndCounters:
                 state.count(vendor, f"status_{message['status']}")
             await send(message)
 
-        for rule in [r for r in state.faults if r.matches(vendor, route)]:
+        with state.lock:
+            rules = [r for r in state.faults if r.matches(vendor, route)]
+            for rule in rules:
+                rule.served += 1
+        for rule in rules:
             if rule.latency_ms:
                 await asyncio.sleep(rule.latency_ms / 1000)
             draw = state.draw()
             if draw < rule.rate_429:
-                state.count(vendor, "fault_429")
-                await _answer(counting_send, 429, rule.retry_after)
+                state.count(vendor, f"fault_{rule.throttle_status}")
+                await _answer(counting_send, rule.throttle_status, rule.retry_after)
                 return
             draw -= rule.rate_429
             if draw < rule.rate_5xx:
@@ -96,8 +100,10 @@ class FaultsAndCounters:
 
 
 async def _answer(send: Send, status: int, retry_after: int | None) -> None:
-    if status == 429:
-        body = f'{{"statusCode":429,"message":"Rate limit is exceeded. Try again in {retry_after} seconds."}}'.encode()
+    if retry_after is not None:
+        body = (
+            f'{{"statusCode":{status},"message":"Rate limit is exceeded. Try again in {retry_after} seconds."}}'
+        ).encode()
         headers = [(b"content-type", b"application/json"), (b"retry-after", str(retry_after).encode())]
     else:
         body = b"<html><body><h1>%d</h1>The upstream server says hello.</body></html>" % status
@@ -158,6 +164,11 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
     @app.get("/_admin/issued_tokens")
     async def issued_tokens() -> list[str]:
         return state.issued_tokens()
+
+    @app.post("/_admin/rotate_secret")
+    async def rotate_secret(vendor: str) -> dict[str, str]:
+        state.rotate_secret(vendor)
+        return {"rotated": vendor}
 
     @app.post("/_admin/revoke")
     async def revoke(vendor: str | None = None) -> dict[str, int]:

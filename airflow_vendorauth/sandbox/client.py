@@ -119,6 +119,10 @@ class Sandbox:
         params = {"vendor": vendor} if vendor else {}
         return int(self._post("revoke", **params)["revoked"])
 
+    def rotate_secret(self, vendor: str) -> None:
+        """Rotate the vendor's client secret (Kayzen: the API secret): the connections' one is refused."""
+        self._post("rotate_secret", vendor=vendor)
+
     def malformed(self, vendor: str, mode: str, count: int = 1) -> None:
         self._post("malformed", {"vendor": vendor, "mode": mode, "count": count})
 

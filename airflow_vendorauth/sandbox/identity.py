@@ -197,7 +197,10 @@ def router(state: SandboxState) -> APIRouter:
                     400, "invalid_grant", 50126, "Error validating credentials due to invalid username or password."
                 )
             claims = {"idtyp": "user", "upn": form["username"], "scp": "access_as_user"}
-        if not scope.startswith(c.keyavi_app_id_uri):
+        # Entra names an API by its application ID URI or by its application (client) ID alone: the seed's
+        # own example scope is "550e8400-.../access_as_user", its curl uses "api://550e8400-.../...".
+        resource = scope.rsplit("/", 1)[0]
+        if resource not in (c.keyavi_app_id_uri, c.keyavi_app_id_uri.removeprefix("api://")):
             return _microsoft_error(400, "invalid_scope", 70011, f"The provided value for scope {scope} is not valid.")
         claims = {**claims, "aud": c.keyavi_app_id_uri, "exp": now + lifetime}
         token = make_jwt({**claims, "iat": now, "jti": uuid.uuid4().hex})

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from airflow_vendorauth.sandbox.data import DATASETS
@@ -74,8 +74,16 @@ class FaultRule:
     slow_seconds: float = 5.0
     latency_ms: float = 0.0
     retry_after: int = 1
+    #: The status of a throttling answer: 429 (APIM, most vendors) or 503 (Entra ID under load), both
+    #: with ``Retry-After``.
+    throttle_status: int = 429
+    #: Serve this rule to the first ``count`` matching requests only (None: to every one).
+    count: int | None = None
+    served: int = 0
 
     def matches(self, vendor: str, route: str) -> bool:
+        if self.count is not None and self.served >= self.count:
+            return False
         return self.vendor in ("*", vendor) and fnmatch.fnmatch(route, self.route)
 
 
@@ -138,6 +146,13 @@ class SandboxState:
             return None
         return issued
 
+    def rotate_secret(self, vendor: str) -> None:
+        """The vendor's admin rotates the client secret: the old one is refused from now on."""
+        name = {"kayzen": "kayzen_api_secret"}.get(vendor, f"{vendor}_client_secret")
+        with self.lock:
+            old = getattr(self.credentials, name)
+            self.credentials = replace(self.credentials, **{name: f"{old}-rotated"})
+
     def revoke(self, vendor: str | None = None) -> int:
         with self.lock:
             doomed = [t for t, info in self.tokens.items() if vendor in (None, info.vendor)]
@@ -168,6 +183,7 @@ class SandboxState:
             self.tokens.clear()
             self.all_issued.clear()
             self.scans.clear()
+            self.credentials = SandboxCredentials()
             self.lifetimes = dict(DEFAULT_LIFETIMES)
             self.sizes = {k: v[1] for k, v in DATASETS.items()}
 

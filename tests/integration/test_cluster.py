@@ -4,13 +4,13 @@ survives the death of its worker (SIGKILL), retried by Airflow on the other work
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 
 from airflow_vendorauth.sandbox.client import Sandbox
+from tests.services import require_postgres, require_redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 import cluster
@@ -18,19 +18,11 @@ import cluster
 pytestmark = pytest.mark.integration
 
 
-def answers(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not answers(5432), reason="no PostgreSQL answers on 127.0.0.1:5432")
-@pytest.mark.skipif(not answers(6379), reason="no Redis answers on 127.0.0.1:6379")
 def test_one_token_per_credential_across_two_workers_and_a_worker_death(
     vendor_sandbox: Sandbox, tmp_path: Path
 ) -> None:
+    require_postgres()
+    require_redis()
     report = cluster.run_cluster(tmp_path, "redis", kill_worker=True, sandbox=vendor_sandbox)
     cluster.print_reports([report])
     assert report.states == {"talent_pipeline": "success", "vendor_fanout": "success"}, f"logs: {report.logs}"

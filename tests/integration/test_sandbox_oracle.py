@@ -107,6 +107,19 @@ def test_keyavi_scope_rules_per_grant(sb: Sandbox) -> None:
     assert bad_password.json()["error_codes"] == [50126]
 
 
+def test_keyavi_accepts_the_seeds_own_scope_without_api_prefix(sb: Sandbox) -> None:
+    """The seed's example scope is ``550e8400-.../access_as_user`` (no ``api://``), and Entra accepts an
+    API's application ID in place of its application ID URI."""
+    c = sb.credentials
+    user = {"grant_type": "password", "username": c.keyavi_username, "password": c.keyavi_password}
+    guid = c.keyavi_app_id_uri.removeprefix("api://")
+    assert guid == "550e8400-e29b-41d4-a716-446655440000"
+    assert keyavi_token(sb, **user, scope=f"{guid}/access_as_user").status_code == 200
+    assert keyavi_token(sb, scope=f"{guid}/.default").status_code == 200
+    other = keyavi_token(sb, **user, scope="00000000-e29b-41d4-a716-446655440000/access_as_user")
+    assert (other.status_code, other.json()["error"]) == (400, "invalid_scope")
+
+
 def test_keyavi_app_token_call_without_caller_id_is_refused(sb: Sandbox) -> None:
     c = sb.credentials
     token = keyavi_token(sb).json()["access_token"]

@@ -18,6 +18,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from airflow_vendorauth.sandbox.client import Sandbox
+from tests.services import require_redis
 
 pytestmark = pytest.mark.integration
 
@@ -37,15 +38,6 @@ for _ in range(calls):
     hook.request("GET", "/listings/", params={"page_size": 5})
 print(hook.token_requests)
 """
-
-
-def redis_answers() -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 def flush_redis_tokens() -> None:
@@ -98,8 +90,7 @@ def test_eight_processes_at_once_cause_one_token_request(
     backend: str, cache_env: dict, vendor_sandbox: Sandbox
 ) -> None:
     if backend == "redis":
-        if not redis_answers():
-            pytest.skip("no Redis answers on 127.0.0.1:6379")
+        require_redis()
         flush_redis_tokens()
     vendor_sandbox.add_fault(vendor="clazar", route="token", latency_ms=300)  # widen the race window
     per_process = run_tasks(with_cache(cache_env, backend if backend == "file" else REDIS_URL), 8)
@@ -134,8 +125,7 @@ def test_a_corrupt_entry_falls_back_and_is_replaced(cache_env: dict, vendor_sand
 @pytest.mark.parametrize("backend", ["file", "redis"])
 def test_a_wrong_fernet_key_falls_back(backend: str, cache_env: dict, vendor_sandbox: Sandbox) -> None:
     if backend == "redis":
-        if not redis_answers():
-            pytest.skip("no Redis answers on 127.0.0.1:6379")
+        require_redis()
         flush_redis_tokens()
     env = with_cache(cache_env, backend if backend == "file" else REDIS_URL)
     run_tasks(env, 1)
@@ -169,8 +159,7 @@ def test_a_lock_whose_holder_died_does_not_block(cache_env: dict, vendor_sandbox
 
 
 def test_a_stale_redis_lock_expires(cache_env: dict, vendor_sandbox: Sandbox) -> None:
-    if not redis_answers():
-        pytest.skip("no Redis answers on 127.0.0.1:6379")
+    require_redis()
     import redis
 
     from airflow_vendorauth.auth.cache import cache_key
