@@ -6,7 +6,8 @@ from typing import Any
 
 from airflow_vendorauth import __version__
 from airflow_vendorauth.vendors import VENDORS
-from airflow_vendorauth.vendors.profile import ExtraField, VendorProfile
+from airflow_vendorauth.vendors.fields import ExtraField
+from airflow_vendorauth.vendors.profile import VendorProfile
 
 _JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean"}
 

@@ -23,11 +23,11 @@ import pytest  # noqa: E402
 
 pytest_plugins = ["airflow_vendorauth.sandbox.pytest_plugin"]
 
-from airflow_vendorauth.auth.cache import MEMORY_CACHE  # noqa: E402
-from airflow_vendorauth.auth.provider import forget_remembered_failures  # noqa: E402
+from airflow_vendorauth.sandbox.pytest_plugin import forget_process_state  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _fresh_token_caches() -> None:
-    MEMORY_CACHE.clear()
-    forget_remembered_failures()
+def _fresh_process_state() -> None:
+    """Every test starts as a fresh task process would: no token, no remembered refusal, no cache
+    object, no warning already said."""
+    forget_process_state()

@@ -25,7 +25,7 @@ from typing import Any
 
 import pendulum
 
-from airflow_vendorauth.auth.errors import InvalidTokenResponseError
+from airflow_vendorauth.exceptions import InvalidTokenResponseError
 
 LEEWAY_FRACTION = 0.10
 LEEWAY_FLOOR_SECONDS = 30.0

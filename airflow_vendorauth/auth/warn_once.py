@@ -15,3 +15,9 @@ def warn_once(logger: logging.Logger | None, key: str, message: str, *args: obje
             return
         _seen.add(key)
     (logger or logging.getLogger("airflow_vendorauth")).warning(message, *args)
+
+
+def forget_warnings() -> None:
+    """Let every warning be said again (tests start each from a clean process state)."""
+    with _guard:
+        _seen.clear()

@@ -13,12 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import Any
 
+from airflow_vendorauth.auth.cache import SharedTokenCache
 from airflow_vendorauth.auth.cipher import cipher_from_keys
 from airflow_vendorauth.auth.warn_once import warn_once
+from airflow_vendorauth.vendors.settings import TokenCacheSetting
 
-_caches: dict[tuple[str, str, str], Any] = {}
+_caches: dict[tuple[str, str, str], SharedTokenCache] = {}
 _guard = threading.Lock()
 
 
@@ -30,8 +31,11 @@ def token_cache_dir() -> str:
     return (configured or "{AIRFLOW_HOME}/vendorauth/token-cache").replace("{AIRFLOW_HOME}", home)
 
 
-def shared_cache_for(token_cache: str, *, logger: logging.Logger | None = None) -> Any:
-    """A FileTokenCache or RedisTokenCache (one per setting per process), or None without a key."""
+def shared_cache_for(setting: TokenCacheSetting, *, logger: logging.Logger | None = None) -> SharedTokenCache | None:
+    """The connection's FileTokenCache or RedisTokenCache (one per setting per process); None for
+    ``memory``, and None without a Fernet key (tokens never rest in clear)."""
+    if setting.kind == "memory":
+        return None
     from airflow.sdk import conf
 
     fernet_key = conf.get("core", "fernet_key", fallback=None) or ""
@@ -42,19 +46,25 @@ def shared_cache_for(token_cache: str, *, logger: logging.Logger | None = None) 
             "no-fernet-key",
             "token_cache=%s needs Airflow's [core] fernet_key to encrypt tokens at rest; none is set (or it is "
             "invalid), so tokens stay in this process's memory only",
-            token_cache.split("@")[-1],
+            str(setting),
         )
         return None
-    directory = token_cache_dir() if token_cache == "file" else ""
-    key = (token_cache, directory, fernet_key)
+    directory = token_cache_dir() if setting.kind == "file" else ""
+    key = (setting.url or setting.kind, directory, fernet_key)
     with _guard:
         if key not in _caches:
-            if token_cache == "file":
+            if setting.url is None:
                 from airflow_vendorauth.auth.file_cache import FileTokenCache
 
                 _caches[key] = FileTokenCache(directory, cipher, logger=logger)
             else:
                 from airflow_vendorauth.auth.redis_cache import RedisTokenCache
 
-                _caches[key] = RedisTokenCache(token_cache, cipher, logger=logger)
+                _caches[key] = RedisTokenCache(setting.url, cipher, logger=logger)
         return _caches[key]
+
+
+def forget_shared_caches() -> None:
+    """Drop this process's cache objects (tests; a changed Fernet key or directory gets new ones)."""
+    with _guard:
+        _caches.clear()

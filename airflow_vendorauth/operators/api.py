@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import Asset, BaseOperator
@@ -11,7 +11,8 @@ from airflow.sdk import Asset, BaseOperator
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from airflow_vendorauth.pagination import Pagination
+    from airflow_vendorauth.pagination.strategies import Pagination
+    from airflow_vendorauth.pagination.walk import PagingOptions
 
 #: Records above this many are refused for XCom (it lives in the metadata database): use ``output``.
 DEFAULT_MAX_XCOM_RECORDS = 1000
@@ -116,13 +117,8 @@ class VendorApiOperator(BaseOperator):
                     context=context,
                     log=self.log,  # type: ignore[arg-type]
                     checkpoint_key=self.checkpoint_key,
-                    params=self.query_params,
-                    headers=self.headers,
-                    pagination=self.pagination,
-                    max_pages=self.max_pages,
-                    max_records=self.max_records,
+                    options=self._paging_options(),
                     progress_every=self.progress_every,
-                    concurrency=self.concurrency,
                 )
                 self._record_asset_event(context, result)
                 return result
@@ -143,23 +139,32 @@ class VendorApiOperator(BaseOperator):
             return {"path": sink.finish(), "records": 1, "pages": 1}
         return body
 
-    def _records_for_xcom(self, hook: Any) -> list[Any]:
-        from airflow_vendorauth.operators.streaming import collect_for_xcom
-        from airflow_vendorauth.pagination import PaginationStats
+    def _paging_options(self) -> PagingOptions:
+        from airflow_vendorauth.pagination.walk import PagingOptions
 
-        stats = PaginationStats()
-        pages = hook.paginate(
-            self.endpoint,
+        return PagingOptions(
             params=self.query_params,
+            headers=self.headers or None,
             pagination=self.pagination,
             max_pages=self.max_pages,
             max_records=self.max_records,
-            stats=stats,
             concurrency=self.concurrency,
         )
-        records = collect_for_xcom(pages, self.max_xcom_records, f"{self.task_id}: {self.endpoint}")
-        self.log.info("%s: %d pages, %d records returned to XCom", self.endpoint, stats.pages, len(records))
-        return records
+
+    def _records_for_xcom(self, hook: Any) -> list[Any]:
+        from airflow_vendorauth.operators.streaming import collect_for_xcom
+
+        pages = 0
+
+        def records() -> Iterator[Any]:
+            nonlocal pages
+            for batch in hook.page_batches(self.endpoint, self._paging_options()):
+                pages += 1
+                yield from batch.records
+
+        collected = collect_for_xcom(records(), self.max_xcom_records, f"{self.task_id}: {self.endpoint}")
+        self.log.info("%s: %d pages, %d records returned to XCom", self.endpoint, pages, len(collected))
+        return collected
 
     def _record_asset_event(self, context: Context, result: dict[str, Any]) -> None:
         events = context.get("outlet_events")

@@ -23,8 +23,7 @@ import pendulum
 from airflow.sdk import BaseOperator, ResumableJobMixin
 
 from airflow_vendorauth.operators.api import asset_for_output
-from airflow_vendorauth.vendors.kazi import SCAN_ACTIVE_STATUSES as ACTIVE_STATUSES
-from airflow_vendorauth.vendors.kazi import SCAN_SUCCEEDED_STATUSES as SUCCEEDED_STATUSES
+from airflow_vendorauth.vendors.kazi import scan_outcome
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -137,18 +136,19 @@ class KaziScanOperator(ResumableJobMixin, BaseOperator):
         return str(hook.json_body(hook.request("GET", self._endpoint(self.status_endpoint, external_id)), "status"))
 
     def is_job_active(self, status: str) -> bool:
-        return status in ACTIVE_STATUSES
+        return scan_outcome(status) == "running"
 
     def is_job_succeeded(self, status: str) -> bool:
-        return status in SUCCEEDED_STATUSES
+        return scan_outcome(status) == "succeeded"
 
     def poll_until_complete(self, external_id: Any, context: Context) -> Any:
         deadline = time.monotonic() + self.scan_timeout.total_seconds()
         while True:
             status = self.get_job_status(external_id, context)
-            if self.is_job_succeeded(status):
+            outcome = scan_outcome(status)
+            if outcome == "succeeded":
                 break
-            if not self.is_job_active(status):
+            if outcome == "failed":
                 raise KaziScanError(f"Kazi {self.scan_type} scan {external_id} ended with status {status!r}")
             if time.monotonic() >= deadline:
                 raise KaziScanError(f"Kazi {self.scan_type} scan {external_id} still {status} after {self.scan_timeout}")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from airflow_vendorauth.jsonlib import dumps_lines
-from airflow_vendorauth.pagination import PageRequest
+from airflow_vendorauth.pagination.strategies import PageRequest
 
 
 @dataclass(frozen=True)

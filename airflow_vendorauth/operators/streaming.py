@@ -7,28 +7,33 @@ so a task killed mid-scan and retried by Airflow resumes from its last committed
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from airflow_vendorauth.hooks.base import VendorHook
 from airflow_vendorauth.operators.output import Checkpoint, JsonLinesSink
-from airflow_vendorauth.pagination import Pagination, PaginationStats
+from airflow_vendorauth.pagination.walk import PagingOptions
 
 
 class ProgressLog:
     """Every ``every`` pages: pages, records, records per second, retries so far."""
 
-    def __init__(self, log: logging.Logger, hook: VendorHook, what: str, every: int) -> None:
+    def __init__(self, log: logging.Logger, hook: VendorHook, what: str, every: int, records_before: int) -> None:
         self.log, self.hook, self.what, self.every = log, hook, what, max(1, every)
+        self.started, self.records_before = time.monotonic(), records_before
 
-    def page_done(self, stats: PaginationStats, *, final: bool = False) -> None:
-        if final or stats.pages % self.every == 0:
+    def page_done(self, sink: JsonLinesSink, *, final: bool = False) -> None:
+        if final or sink.pages % self.every == 0:
+            elapsed = time.monotonic() - self.started
+            rate = (sink.records - self.records_before) / elapsed if elapsed > 0 else 0.0
             self.log.info(
                 "%s: %d pages, %d records, %.0f records/s, %d retries so far%s",
                 self.what,
-                stats.pages,
-                stats.records,
-                stats.records_per_second,
+                sink.pages,
+                sink.records,
+                rate,
                 self.hook.api_retries,
                 " (done)" if final else "",
             )
@@ -42,15 +47,13 @@ def stream_to_jsonl(
     context: Mapping[str, Any],
     log: logging.Logger,
     checkpoint_key: str,
-    params: Mapping[str, Any] | None = None,
-    headers: Mapping[str, str] | None = None,
-    pagination: Pagination | None = None,
-    max_pages: int | None = None,
-    max_records: int | None = None,
+    options: PagingOptions | None = None,
     progress_every: int = 10,
-    concurrency: int = 1,
 ) -> dict[str, Any]:
-    """Write every record of ``endpoint`` to ``output``; return ``{"path", "records", "pages"}``."""
+    """Write every record of ``endpoint`` to ``output``; return ``{"path", "records", "pages"}``.
+
+    The caps in ``options`` count the whole scan: a resumed scan asks only for what is left."""
+    options = options or PagingOptions()
     store = context.get("task_state_store")
     saved = store.get(checkpoint_key) if store is not None else None
     resume = Checkpoint.from_json(saved) if isinstance(saved, dict) else None
@@ -63,26 +66,20 @@ def stream_to_jsonl(
             output,
         )
     sink = JsonLinesSink(output, resume_from=resume)
-    stats = PaginationStats(pages=sink.pages, records=sink.records)
-    progress = ProgressLog(log, hook, f"{hook.profile.display_name} {endpoint}", progress_every)
-    completed_before = resume is not None and resume.next_request is None
+    progress = ProgressLog(log, hook, f"{hook.profile.display_name} {endpoint}", progress_every, sink.records)
+    remaining = replace(
+        options,
+        max_pages=None if options.max_pages is None else options.max_pages - sink.pages,
+        max_records=None if options.max_records is None else options.max_records - sink.records,
+        start=resume.next_request if resume else options.start,
+    )
     try:
-        if not completed_before:
-            for records in hook.paginate_pages(
-                endpoint,
-                params=params,
-                headers=headers,
-                pagination=pagination,
-                max_pages=None if max_pages is None else max_pages - sink.pages,
-                max_records=None if max_records is None else max_records - sink.records,
-                stats=stats,
-                start=resume.next_request if resume else None,
-                concurrency=concurrency,
-            ):
-                sink.write_page(records)
+        if resume is None or resume.next_request is not None:
+            for batch in hook.page_batches(endpoint, remaining):
+                sink.write_page(batch.records)
                 if store is not None:  # without a store there is nothing to resume from: no fsync
-                    store.set(checkpoint_key, sink.checkpoint(stats.next_request).to_json())
-                progress.page_done(stats)
+                    store.set(checkpoint_key, sink.checkpoint(batch.next_request).to_json())
+                progress.page_done(sink)
         path = sink.finish()
     except BaseException:
         sink.abort()
@@ -96,7 +93,7 @@ def stream_to_jsonl(
         raise
     if store is not None:
         store.delete(checkpoint_key)
-    progress.page_done(stats, final=True)
+    progress.page_done(sink, final=True)
     return {"path": path, "records": sink.records, "pages": sink.pages}
 
 

@@ -25,14 +25,24 @@ def vendor_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox
         yield sandbox
 
 
-@pytest.fixture
-def sandbox_connections(vendor_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def forget_process_state() -> None:
+    """Forget every process-wide memory of the provider: tokens, refused credentials, shared-cache
+    objects, warnings said once."""
     from airflow_vendorauth.auth.cache import MEMORY_CACHE
     from airflow_vendorauth.auth.provider import forget_remembered_failures
+    from airflow_vendorauth.auth.warn_once import forget_warnings
+    from airflow_vendorauth.hooks.shared_cache import forget_shared_caches
 
-    vendor_sandbox.reset()
     MEMORY_CACHE.clear()
     forget_remembered_failures()
+    forget_shared_caches()
+    forget_warnings()
+
+
+@pytest.fixture
+def sandbox_connections(vendor_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    vendor_sandbox.reset()
+    forget_process_state()
     environment = vendor_sandbox.environment()
     for name, value in environment.items():
         monkeypatch.setenv(name, value)

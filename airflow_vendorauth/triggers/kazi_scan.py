@@ -13,8 +13,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_vendorauth.vendors.kazi import SCAN_ACTIVE_STATUSES as ACTIVE_STATUSES
-from airflow_vendorauth.vendors.kazi import SCAN_SUCCEEDED_STATUSES as SUCCEEDED_STATUSES
+from airflow_vendorauth.vendors.kazi import scan_outcome
 
 
 class KaziScanTrigger(BaseTrigger):
@@ -54,10 +53,11 @@ class KaziScanTrigger(BaseTrigger):
                 except Exception as error:  # noqa: BLE001 - reported to the task, which decides
                     yield TriggerEvent({"status": "error", "scan_id": self.scan_id, "message": str(error)})
                     return
-                if status in SUCCEEDED_STATUSES:
+                outcome = scan_outcome(str(status))
+                if outcome == "succeeded":
                     yield TriggerEvent({"status": "success", "scan_id": self.scan_id, "scan_status": status})
                     return
-                if status not in ACTIVE_STATUSES:
+                if outcome == "failed":
                     message = f"Kazi scan {self.scan_id} ended with status {status!r}"
                     yield TriggerEvent({"status": "error", "scan_id": self.scan_id, "message": message})
                     return

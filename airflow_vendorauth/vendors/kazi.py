@@ -6,9 +6,11 @@ the granted Kazi scopes (``read:expectations``...). Tagging API v2 pages with ``
 
 from __future__ import annotations
 
+from typing import Literal
+
 from airflow_vendorauth.auth.grants import client_credentials_form
-from airflow_vendorauth.vendors.fields import SUBSCRIPTION_KEY, TENANT_ID
-from airflow_vendorauth.vendors.profile import ExtraField, VendorProfile
+from airflow_vendorauth.vendors.fields import SUBSCRIPTION_KEY, TENANT_ID, ExtraField
+from airflow_vendorauth.vendors.profile import VendorProfile
 
 
 def _pagination() -> object:
@@ -26,6 +28,15 @@ def _pagination() -> object:
 #: Scan statuses in the sandbox's model of the Tagging API v2: still going, and done well.
 SCAN_ACTIVE_STATUSES = frozenset({"Queued", "Running"})
 SCAN_SUCCEEDED_STATUSES = frozenset({"Succeeded"})
+
+ScanOutcome = Literal["running", "succeeded", "failed"]
+
+
+def scan_outcome(status: str) -> ScanOutcome:
+    """What a scan's status means; the operator's poll loop and the trigger both decide with this."""
+    if status in SCAN_SUCCEEDED_STATUSES:
+        return "succeeded"
+    return "running" if status in SCAN_ACTIVE_STATUSES else "failed"
 
 KAZI = VendorProfile(
     conn_type="kazi",

@@ -8,10 +8,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_vendorauth.auth.errors import ConnectionConfigError
 from airflow_vendorauth.auth.grants import TokenRequest, client_credentials_form, password_form
-from airflow_vendorauth.vendors.fields import SUBSCRIPTION_KEY, TENANT_ID, user_password_field, username_field
-from airflow_vendorauth.vendors.profile import ConnectionSettings, ExtraField, VendorProfile
+from airflow_vendorauth.exceptions import ConnectionConfigError
+from airflow_vendorauth.vendors.fields import (
+    SUBSCRIPTION_KEY,
+    TENANT_ID,
+    ExtraField,
+    user_password_field,
+    username_field,
+)
+from airflow_vendorauth.vendors.profile import ConnectionSettings, VendorProfile
 
 CLIENT_CREDENTIALS = "client_credentials"
 PASSWORD = "password"

@@ -9,138 +9,22 @@ the connection, the field and the fix. Nothing here imports Airflow: a connectio
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_vendorauth.auth.errors import ConnectionConfigError
 from airflow_vendorauth.auth.grants import TokenRequest
-
-FieldKind = Literal["string", "integer", "number", "boolean"]
-
-
-@dataclass(frozen=True)
-class ExtraField:
-    """One connection extra: its form field (label, placeholder) and its rules."""
-
-    name: str
-    label: str
-    description: str
-    placeholder: str = ""
-    kind: FieldKind = "string"
-    secret: bool = False
-    required: bool = False
-    #: Required only when this returns True for the connection's extras (Keyavi's mode-dependent ones).
-    required_when: Callable[[Mapping[str, Any]], bool] | None = None
-    #: Why it is required when ``required_when`` applies, for the error message.
-    required_reason: str = ""
-    choices: tuple[str, ...] = ()
-    default: Any = None
-
-    def is_required(self, extras: Mapping[str, Any]) -> bool:
-        return self.required or (self.required_when is not None and self.required_when(extras))
-
-
-@dataclass(frozen=True)
-class RawConnection:
-    """The fields of an Airflow Connection, as plain values (the hook builds it)."""
-
-    conn_id: str
-    conn_type: str | None = None
-    host: str | None = None
-    login: str | None = None
-    password: str | None = None
-    port: int | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    def __repr__(self) -> str:
-        return f"RawConnection(conn_id={self.conn_id!r}, conn_type={self.conn_type!r}, host={self.host!r})"
-
-
-@dataclass(frozen=True, repr=False)
-class ConnectionSettings:
-    """A validated connection: everything a hook needs, nothing left to check."""
-
-    conn_id: str
-    vendor: str
-    base_url: str
-    token_url: str
-    client_id: str
-    client_secret: str
-    extras: Mapping[str, Any]
-    secret_extras: tuple[str, ...]
-    timeout: float
-    max_retries: int
-    verify: bool
-    token_cache: str
-
-    def extra(self, name: str) -> Any:
-        return self.extras.get(name)
-
-    @property
-    def secrets(self) -> tuple[str, ...]:
-        """Every value that must be masked: the client secret and the sensitive extras."""
-        values = [self.client_secret] + [str(self.extras[n]) for n in self.secret_extras if self.extras.get(n)]
-        return tuple(values)
-
-    def __repr__(self) -> str:
-        return (
-            f"ConnectionSettings(conn_id={self.conn_id!r}, vendor={self.vendor!r}, base_url={self.base_url!r}, "
-            f"token_url={self.token_url!r}, client_id={self.client_id!r}, client_secret='***', "
-            f"token_cache={self.token_cache!r})"
-        )
-
-
-COMMON_FIELDS: tuple[ExtraField, ...] = (
-    ExtraField(
-        "token_url",
-        "Token URL",
-        "Overrides the vendor's token endpoint (e.g. a sandbox or a proxy). Leave empty for the default.",
-        placeholder="https://login.example.com/oauth2/token",
-    ),
-    ExtraField(
-        "timeout", "Timeout (seconds)", "Per-request timeout for token and API calls.", "30", "number", default=30.0
-    ),
-    ExtraField(
-        "max_retries",
-        "Max retries",
-        "Retries of a transient failure (connection error, timeout, 429, 5xx) before giving up.",
-        "4",
-        "integer",
-        default=4,
-    ),
-    ExtraField(
-        "verify",
-        "Verify TLS",
-        "TLS certificate verification. Turn off only for a private test host.",
-        kind="boolean",
-        default=True,
-    ),
-    ExtraField(
-        "token_cache",
-        "Token cache",
-        "Where tokens are shared: memory (this process), file (this machine's tasks) or a Redis URL (every worker).",
-        placeholder="memory | file | redis://127.0.0.1:6379/0",
-        default="memory",
-    ),
+from airflow_vendorauth.exceptions import ConnectionConfigError
+from airflow_vendorauth.vendors.fields import COMMON_FIELDS, ExtraField, coerce
+from airflow_vendorauth.vendors.settings import (
+    ConnectionSettings,
+    RawConnection,
+    TokenCacheSetting,
+    check_url,
 )
 
-MAX_RETRIES_LIMIT = 20
-MAX_TIMEOUT_SECONDS = 3600.0
-
-
-def is_loopback(hostname: str | None) -> bool:
-    """True for 127.0.0.0/8, ::1 and localhost, judged on the parsed hostname, never on a prefix."""
-    if not hostname:
-        return False
-    if hostname.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
+__all__ = ["ConnectionSettings", "ExtraField", "RawConnection", "VendorProfile"]
 
 
 @dataclass(frozen=True)
@@ -222,7 +106,7 @@ class VendorProfile:
             timeout=float(extras["timeout"]),
             max_retries=int(extras["max_retries"]),
             verify=bool(extras["verify"]),
-            token_cache=str(extras["token_cache"]),
+            token_cache=TokenCacheSetting.parse(str(extras["token_cache"]), fail),
         )
         self.validate(settings)
         return settings
@@ -239,13 +123,12 @@ class VendorProfile:
             if value is None or value == "":
                 value = spec.default
             if value is not None:
-                value = _coerce(spec, value, fail)
+                value = coerce(spec, value, fail)
             values[spec.name] = value
         for spec in self.all_fields:
             if values[spec.name] is None and spec.is_required(values):
                 reason = f" {spec.required_reason}" if spec.required_when and not spec.required else ""
                 raise fail(spec.name, f"is missing{reason}", f"set the extra {spec.name!r}: {spec.description}")
-        _check_token_cache(values["token_cache"], fail)
         return values
 
     def _base_url(self, raw: RawConnection, fail: Callable[..., ConnectionConfigError]) -> str:
@@ -272,75 +155,7 @@ class VendorProfile:
         return str(url)
 
 
-def check_url(url: str, name: str, fail: Callable[..., ConnectionConfigError]) -> None:
-    """An absolute http(s) URL, https unless its parsed host is loopback."""
-    try:
-        parts = urlsplit(url)
-        hostname = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError as exc:
-        raise fail(name, f"is not a valid URL ({exc})", "write a URL such as https://api.example.com") from None
-    if parts.scheme not in ("http", "https") or not hostname:
-        raise fail(name, f"is not an http(s) URL ({url!r})", "write a URL such as https://api.example.com")
-    if parts.scheme == "http" and not is_loopback(hostname):
-        raise fail(
-            name,
-            f"uses plain http for {hostname!r}",
-            "use https (plain http is allowed only for 127.0.0.0/8, ::1 and localhost)",
-        )
-
-
 def _text(value: Any) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
-
-
-def _coerce(spec: ExtraField, value: Any, fail: Callable[..., ConnectionConfigError]) -> Any:
-    """Values from the UI arrive as strings, from JSON as their types: accept both, refuse the rest."""
-    if spec.kind == "boolean":
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
-            return value.lower() in _TRUE
-        raise fail(spec.name, f"is {value!r}, not a boolean", "use true or false")
-    if spec.kind in ("integer", "number"):
-        if isinstance(value, bool):
-            raise fail(spec.name, f"is {value!r}, not a number", f"give a number, e.g. {spec.default}")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise fail(spec.name, f"is {value!r}, not a number", f"give a number, e.g. {spec.default}") from None
-        if spec.kind == "integer":
-            if number != int(number):
-                raise fail(spec.name, f"is {value!r}, not a whole number", f"give a whole number, e.g. {spec.default}")
-            if not 0 <= number <= MAX_RETRIES_LIMIT:
-                raise fail(spec.name, f"is {value!r}, out of range", f"give 0 to {MAX_RETRIES_LIMIT}")
-            return int(number)
-        if not 0 < number <= MAX_TIMEOUT_SECONDS:
-            raise fail(
-                spec.name,
-                f"is {value!r}, out of range",
-                f"give a number of seconds above 0, up to {MAX_TIMEOUT_SECONDS:.0f}",
-            )
-        return number
-    if not isinstance(value, str):
-        raise fail(spec.name, f"is a {type(value).__name__}, not text", "give it as a string")
-    if spec.choices and value not in spec.choices:
-        raise fail(spec.name, f"is {value!r}", f"use one of {', '.join(spec.choices)}")
-    return value
-
-
-def _check_token_cache(value: str, fail: Callable[..., ConnectionConfigError]) -> None:
-    if value in ("memory", "file"):
-        return
-    parts = urlsplit(value)
-    if parts.scheme in ("redis", "rediss") and parts.hostname:
-        return
-    raise fail(
-        "token_cache",
-        f"is {value!r}",
-        "use memory, file, or a Redis URL such as redis://127.0.0.1:6379/0 (rediss:// for TLS)",
-    )

@@ -10,9 +10,8 @@ from pathlib import Path
 import pendulum
 import pytest
 
-from airflow_vendorauth.auth.errors import TokenRequestError
+from airflow_vendorauth.exceptions import TokenRequestError
 from airflow_vendorauth.hooks.kazi import KaziHook
-from airflow_vendorauth.pagination import PaginationStats
 from airflow_vendorauth.sandbox.client import Sandbox
 from tests.integration.conftest import load_test_dag, tune_connections
 
@@ -70,12 +69,11 @@ def test_tokens_revoked_mid_scan_cause_one_refresh_and_the_scan_goes_on(
 ) -> None:
     vendor_sandbox.configure(sizes={"kazi.expectations": 5_000})
 
-    def revoke_at_page_20(stats: PaginationStats, page: object) -> None:
-        if stats.pages == 20:
+    records: list = []
+    for page, batch in enumerate(KaziHook("kazi_default").page_batches("/tagging/v2/expectations"), start=1):
+        records.extend(batch.records)
+        if page == 20:
             vendor_sandbox.revoke("kazi")
-
-    stats = PaginationStats(on_page=revoke_at_page_20)
-    records = list(KaziHook("kazi_default").paginate("/tagging/v2/expectations", stats=stats))
     assert len({r["id"] for r in records}) == 5_000
     assert vendor_sandbox.token_requests("kazi") == 2
     assert vendor_sandbox.stats()["kazi"]["status_401"] == 1

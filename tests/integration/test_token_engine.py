@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from cryptography.fernet import Fernet
 
-from airflow_vendorauth.auth.errors import VendorApiError
+from airflow_vendorauth.exceptions import VendorApiError
 from airflow_vendorauth.hooks.kazi import KaziHook
 from airflow_vendorauth.sandbox.client import Sandbox
 from tests.services import require_redis

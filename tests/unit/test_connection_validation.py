@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from airflow_vendorauth.auth.errors import ConnectionConfigError
+from airflow_vendorauth.exceptions import ConnectionConfigError
 from tests.unit.fakes import hook_for, set_connection
 
 

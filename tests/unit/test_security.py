@@ -7,8 +7,8 @@ import ssl
 import httpx
 import pytest
 
-from airflow_vendorauth.auth.errors import VendorApiError
-from airflow_vendorauth.auth.redact import redact
+from airflow_vendorauth.exceptions import VendorApiError
+from airflow_vendorauth.redact import redact
 from tests.unit.fakes import SECRET, FakeVendor, hook_for, set_connection
 
 

@@ -10,8 +10,8 @@ import httpx
 import pendulum
 import pytest
 
-from airflow_vendorauth.auth.errors import InvalidTokenResponseError, TokenRequestError, VendorApiError
-from airflow_vendorauth.auth.retry import RetryPolicy
+from airflow_vendorauth.exceptions import InvalidTokenResponseError, TokenRequestError, VendorApiError
+from airflow_vendorauth.retry import RetryPolicy
 from tests.unit.fakes import ALL, SECRET, VENDOR_OF, FakeVendor, hook_for, set_connection
 
 FAST = RetryPolicy(max_attempts=4, initial_wait_seconds=0.01, max_wait_seconds=0.05, retry_after_cap_seconds=0.3)
@@ -318,7 +318,16 @@ def test_reprs_show_no_secret(monkeypatch: pytest.MonkeyPatch, name: str) -> Non
     token = hook.get_token()  # type: ignore[attr-defined]
     shown = " ".join(
         repr(x)
-        for x in (hook, token, hook.settings, hook._token_provider(), hook._vendor_auth())  # type: ignore[attr-defined]
+        for x in (
+            hook,
+            token,
+            hook.settings,  # type: ignore[attr-defined]
+            hook.client,  # type: ignore[attr-defined]
+            hook.client.provider,  # type: ignore[attr-defined]
+            hook.client.provider.endpoint,  # type: ignore[attr-defined]
+            hook.client.provider.endpoint.request,  # type: ignore[attr-defined]
+            hook.client._auth,  # type: ignore[attr-defined]
+        )
     ) + str(token)
     assert token.access_token not in shown
     assert SECRET not in shown

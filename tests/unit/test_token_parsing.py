@@ -5,8 +5,8 @@ from __future__ import annotations
 import pendulum
 import pytest
 
-from airflow_vendorauth.auth.errors import InvalidTokenResponseError
 from airflow_vendorauth.auth.token import AccessToken, leeway_for, parse_token_response
+from airflow_vendorauth.exceptions import InvalidTokenResponseError
 from tests.unit.fakes import make_jwt, seed_token_body
 
 NOW = pendulum.datetime(2026, 11, 25, 12, 0, 0, tz="UTC")

@@ -1,4 +1,4 @@
-"""The retry policy shared by token requests and API calls, sync and async alike.
+"""The retry policy shared by token requests and API calls, and the call flow that applies it.
 
 tenacity has no default stop, so every policy is bounded twice: by attempts and by total time, and a
 sleep that would cross the time budget ends the retries instead (``stop_before_delay``). A server's
@@ -8,12 +8,16 @@ a worker slot for an hour.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import logging
-from collections.abc import Callable
+import sys
+import time
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+import httpx
 import pendulum
 import tenacity
 
@@ -108,3 +112,95 @@ def retry_arguments(
         "reraise": True,
         "before_sleep": before_sleep,
     }
+
+
+# ---- one call with retries, its decisions written once for sync and async -------------------------
+#
+# :func:`call_flow` is a generator in the manner of httpx's auth flows: it yields what to do (send the
+# request once, or sleep) and receives what happened (a response, or the transport error). tenacity's
+# own state machine (``Retrying.iter``) makes the retry decisions from the declarative policy, exactly
+# as its ``for attempt in Retrying(...)`` loop would. :func:`run_call` and :func:`arun_call` do the
+# I/O and nothing else.
+
+Outcome = httpx.Response | httpx.TransportError
+#: What a call yields once accepted: the response (API calls) or what it was turned into (a token).
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send the request once; reply with the response or the transport error."""
+
+
+@dataclass(frozen=True)
+class Sleep:
+    """Wait this long before the next attempt; reply None."""
+
+    seconds: float
+
+
+SEND = Send()
+CallStep = Send | Sleep
+CallFlow = Generator[CallStep, Outcome | None, T]
+
+
+def call_flow(retrying: tenacity.Retrying, accept: Callable[[Outcome], T]) -> CallFlow[T]:
+    """Attempts until ``accept`` turns an outcome into a result, raises what must not be retried, or
+    the policy stops (then its last error is raised). One ``retrying`` serves every call at once: the
+    per-call state is the ``RetryCallState`` made here (``iter`` keeps none between two steps)."""
+    retrying.begin()  # tenacity's per-thread statistics, which its retry steps update
+    state = tenacity.RetryCallState(retrying, fn=None, args=(), kwargs={})
+    while True:
+        action: Any = retrying.iter(state)
+        if isinstance(action, tenacity.DoAttempt):
+            outcome = yield SEND
+            try:
+                state.set_result(accept(outcome))  # type: ignore[arg-type]
+            except BaseException:  # noqa: BLE001 - handed to tenacity, which re-raises what it won't retry
+                state.set_exception(sys.exc_info())  # type: ignore[arg-type]
+        elif isinstance(action, tenacity.DoSleep):
+            state.prepare_for_next_attempt()
+            yield Sleep(float(action))
+        else:
+            return action  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class Done(Generic[T]):
+    """The flow ended with this result."""
+
+    result: T
+
+
+def _next(flow: CallFlow[T], reply: Outcome | None) -> CallStep | Done[T]:
+    try:
+        return flow.send(reply)
+    except StopIteration as done:
+        return Done(done.value)
+
+
+def _sleep(seconds: float) -> Outcome | None:
+    """Wait, then reply None to the flow."""
+    time.sleep(seconds)
+    return None
+
+
+async def _asleep(seconds: float) -> Outcome | None:
+    await asyncio.sleep(seconds)
+    return None
+
+
+def run_call(flow: CallFlow[T], send: Callable[[], Outcome]) -> T:
+    """Drive a call flow with blocking I/O; ``send`` returns the response or the transport error."""
+    step = _next(flow, None)
+    while not isinstance(step, Done):
+        step = _next(flow, send() if isinstance(step, Send) else _sleep(step.seconds))
+    return step.result
+
+
+async def arun_call(flow: CallFlow[T], send: Callable[[], Awaitable[Outcome]]) -> T:
+    """Drive a call flow on the event loop."""
+    step = _next(flow, None)
+    while not isinstance(step, Done):
+        step = _next(flow, await send() if isinstance(step, Send) else await _asleep(step.seconds))
+    return step.result

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_vendorauth.auth.redact import redact
+from airflow_vendorauth.redact import redact
 
 
 def vendor_error_fields(body: Any) -> tuple[str | None, str | None, list[str]]:

@@ -1,23 +1,34 @@
-"""Pagination strategies: stop rules, caps, resumption, and clear refusals of odd pages."""
+"""The paging loop through its drivers (pagination/drivers.py, walk.py, strategies.py): stop rules, caps,
+resumption, fetching ahead in order, and clear refusals of odd pages."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
-from airflow_vendorauth.auth.errors import PaginationError
+from airflow_vendorauth.exceptions import PaginationError
 from airflow_vendorauth.pagination import (
     CursorPagination,
     NextLinkPagination,
     OffsetPagination,
+    PageBatch,
     PageNumberPagination,
     PageRequest,
-    PaginationStats,
-    iterate_pages,
-    page_batches,
+    Pagination,
+    PagingOptions,
 )
+from airflow_vendorauth.pagination.drivers import apage_batches, page_batches
 
 TOTAL = 23
+
+
+def batches(fetch, strategy: Pagination, **options) -> list[PageBatch]:  # type: ignore[no-untyped-def]
+    """Every batch of a scan; ``fetch(params, url)`` plays the API."""
+    return list(page_batches(lambda r: fetch(r.params, r.url), strategy, PagingOptions(**options), "test"))
+
+
+def iterate_pages(fetch, strategy: Pagination, **options) -> list:  # type: ignore[no-untyped-def]
+    return [record for batch in batches(fetch, strategy, **options) for record in batch.records]
 
 
 def numbered(request_params: dict, url: str | None) -> httpx.Response:
@@ -47,9 +58,9 @@ def numbered(request_params: dict, url: str | None) -> httpx.Response:
     ],
 )
 def test_every_strategy_yields_every_record_once_in_order(strategy) -> None:  # type: ignore[no-untyped-def]
-    stats = PaginationStats()
-    assert list(iterate_pages(numbered, strategy, stats=stats)) == list(range(TOTAL))
-    assert stats.pages == 5 and stats.records == TOTAL
+    scan = batches(numbered, strategy)
+    assert [r for b in scan for r in b.records] == list(range(TOTAL))
+    assert len(scan) == 5 and scan[-1].next_request is None
 
 
 def test_total_stops_without_an_extra_empty_page() -> None:
@@ -75,13 +86,11 @@ def test_max_pages_and_max_records_cap_the_scan() -> None:
 
 def test_a_scan_resumes_from_a_checkpointed_request() -> None:
     strategy = PageNumberPagination(page_size=5, records_path="items")
-    stats = PaginationStats()
-    batches = page_batches(numbered, strategy, stats=stats)
-    next(batches)
-    next(batches)
-    checkpoint = PageRequest.from_json(stats.next_request.to_json())  # type: ignore[union-attr]
-    rest = [r for batch in page_batches(numbered, strategy, start=checkpoint) for r in batch]
-    assert rest == list(range(10, TOTAL))
+    scan = page_batches(lambda r: numbered(r.params, r.url), strategy, PagingOptions(), "test")
+    next(scan)
+    second = next(scan)
+    checkpoint = PageRequest.from_json(second.next_request.to_json())  # type: ignore[union-attr]
+    assert iterate_pages(numbered, strategy, start=checkpoint) == list(range(10, TOTAL))
 
 
 def test_next_link_from_body_or_link_header() -> None:
@@ -144,9 +153,9 @@ def test_concurrent_fetching_yields_the_same_records_in_order(strategy) -> None:
             active[0] -= 1
         return numbered(params, url)
 
-    stats = PaginationStats()
-    assert list(iterate_pages(slow, strategy, concurrency=3, stats=stats)) == list(range(TOTAL))
-    assert stats.pages == 5 and stats.next_request is None
+    scan = batches(slow, strategy, concurrency=3)
+    assert [r for b in scan for r in b.records] == list(range(TOTAL))
+    assert len(scan) == 5 and scan[-1].next_request is None
     assert 1 < peak[0] <= 3
 
 
@@ -159,11 +168,38 @@ def test_concurrent_fetching_respects_the_caps() -> None:
 async def test_async_concurrent_fetching_yields_the_same_records_in_order() -> None:
     import asyncio
 
-    from airflow_vendorauth.pagination import aiterate_pages
-
-    async def fetch(params: dict, url: str | None) -> httpx.Response:
-        await asyncio.sleep(0.01 * (int(params["page"]) % 3))  # out-of-order completion
-        return numbered(params, url)
+    async def fetch(request: PageRequest) -> httpx.Response:
+        await asyncio.sleep(0.01 * (int(request.params["page"]) % 3))  # out-of-order completion
+        return numbered(request.params, request.url)
 
     strategy = PageNumberPagination(page_size=5, records_path="items", total_path="meta.total")
-    assert [r async for r in aiterate_pages(fetch, strategy, concurrency=4)] == list(range(TOTAL))
+    scan = apage_batches(fetch, strategy, PagingOptions(concurrency=4), "test")
+    assert [r async for b in scan for r in b.records] == list(range(TOTAL))
+
+
+async def test_async_and_sync_drivers_hand_out_the_same_batches() -> None:
+    strategy = PageNumberPagination(page_size=5, records_path="items", total_path="meta.total")
+
+    async def fetch(request: PageRequest) -> httpx.Response:
+        return numbered(request.params, request.url)
+
+    for options in (PagingOptions(), PagingOptions(concurrency=3), PagingOptions(max_records=12, concurrency=2)):
+        sync = list(page_batches(lambda r: numbered(r.params, r.url), strategy, options, "test"))
+        assert [b async for b in apage_batches(fetch, strategy, options, "test")] == sync
+
+
+def test_stopping_early_cancels_the_pages_fetched_ahead() -> None:
+    import time
+
+    started: list[int] = []
+
+    def slow(params: dict, url: str | None) -> httpx.Response:
+        started.append(int(params["page"]))
+        time.sleep(0.05)
+        return numbered(params, url)
+
+    strategy = PageNumberPagination(page_size=1, records_path="items", total_path="meta.total")
+    scan = page_batches(lambda r: slow(r.params, r.url), strategy, PagingOptions(concurrency=2), "test")
+    assert next(scan).records == [0]
+    scan.close()  # the caller stops after one page
+    assert len(started) <= 1 + 2 * 2  # the first page and at most one window ahead, not all 23

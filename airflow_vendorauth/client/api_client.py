@@ -1,0 +1,204 @@
+"""ApiClient: authenticated HTTP to one API, built from resolved connection settings and a token provider.
+
+One pooled ``httpx.Client`` (and one ``AsyncClient`` per event loop) with the base URL, timeouts, TLS
+settings and :class:`~airflow_vendorauth.auth.httpx_auth.VendorAuth`; credentials never follow a
+request to another origin; every call retried by one declarative policy (:mod:`.calls`); answers
+turned into responses or clear errors (:mod:`.answers`); paging through the one paging loop.
+Nothing here reads an Airflow connection: the hook does, and hands over the settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import Any
+
+import httpx
+import tenacity
+
+from airflow_vendorauth.auth.httpx_auth import Origin, VendorAuth, origin_of
+from airflow_vendorauth.auth.provider import TokenProvider
+from airflow_vendorauth.client import answers
+from airflow_vendorauth.exceptions import VendorApiError
+from airflow_vendorauth.pagination.drivers import apage_batches, page_batches
+from airflow_vendorauth.pagination.strategies import PageRequest, Pagination
+from airflow_vendorauth.pagination.walk import PageBatch, PagingOptions
+from airflow_vendorauth.retry import Outcome, RetryPolicy, arun_call, call_flow, retry_arguments, run_call
+from airflow_vendorauth.vendors.profile import ConnectionSettings
+
+USER_AGENT = "airflow-vendorauth"
+
+
+class ApiClient:
+    """Calls one API with one connection's settings and token provider (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: ConnectionSettings,
+        provider: TokenProvider,
+        *,
+        api_headers: Mapping[str, str],
+        sensitive_headers: tuple[str, ...],
+        policy: RetryPolicy,
+        default_pagination: Callable[[], Pagination] | None,
+        logger: logging.Logger,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.provider = provider
+        self._auth = VendorAuth(provider, api_headers, settings.base_url)
+        self._sensitive_headers = ("Authorization", *sensitive_headers)
+        self._origin: Origin = origin_of(httpx.URL(settings.base_url))
+        self._default_pagination = default_pagination
+        self._transport, self._async_transport = transport, async_transport
+        self._client: httpx.Client | None = None
+        self._async_client: httpx.AsyncClient | None = None
+        self._async_client_loop: asyncio.AbstractEventLoop | None = None
+        self.caller = answers.Caller(settings.vendor, settings.conn_id, self._secrets, self._roles)
+        #: API retries made so far (the operator reports them in its progress lines).
+        self.retries = 0
+        self._retrying = tenacity.Retrying(
+            **retry_arguments(
+                policy,
+                retry_on=lambda exc: isinstance(exc, VendorApiError) and exc.retryable,
+                logger=logger,
+                what=f"{settings.vendor} API call",
+                on_retry=self._count_retry,
+            )
+        )
+
+    def __repr__(self) -> str:
+        return f"ApiClient(vendor={self.settings.vendor!r}, conn_id={self.settings.conn_id!r})"
+
+    def _count_retry(self) -> None:
+        self.retries += 1
+
+    def _secrets(self) -> tuple[str, ...]:
+        last = self.provider.last_token
+        return (*self.settings.secrets, *((last.access_token,) if last else ()))
+
+    def _roles(self) -> tuple[str, ...]:
+        last = self.provider.last_token
+        return last.roles if last else ()
+
+    # ---- pooled clients ---------------------------------------------------------------------------
+
+    def _strip_if_foreign(self, request: httpx.Request) -> None:
+        """Never let credentials follow a request (or a redirect) to another origin.
+
+        httpx drops ``Authorization`` on a cross-origin redirect but keeps custom headers such as
+        ``Ocp-Apim-Subscription-Key``; this drops both, for redirects and absolute URLs alike.
+        """
+        if origin_of(request.url) != self._origin:
+            for name in self._sensitive_headers:
+                request.headers.pop(name, None)
+
+    async def _astrip_if_foreign(self, request: httpx.Request) -> None:
+        self._strip_if_foreign(request)
+
+    def _options(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "base_url": s.base_url,
+            "auth": self._auth,
+            "timeout": s.timeout,
+            "verify": s.verify,
+            "follow_redirects": True,
+            "headers": {"Accept": "application/json", "User-Agent": USER_AGENT},
+        }
+
+    def get_client(self) -> httpx.Client:
+        """The pooled client: base URL, auth, vendor headers, timeouts. Reused for every call."""
+        if self._client is None:
+            hooks = {"request": [self._strip_if_foreign]}
+            self._client = httpx.Client(**self._options(), event_hooks=hooks, transport=self._transport)
+        return self._client
+
+    def aget_client(self) -> httpx.AsyncClient:
+        """The async twin of :meth:`get_client`, one per event loop (an AsyncClient must not outlive it)."""
+        loop = asyncio.get_running_loop()
+        if self._async_client is None or self._async_client_loop is not loop:
+            hooks = {"request": [self._astrip_if_foreign]}
+            self._async_client = httpx.AsyncClient(**self._options(), event_hooks=hooks, transport=self._async_transport)
+            self._async_client_loop = loop
+        return self._async_client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self.provider.close()
+
+    async def aclose(self) -> None:
+        if self._async_client is not None:
+            await self._async_client.aclose()
+            self._async_client = None
+
+    # ---- calls ----------------------------------------------------------------------------------
+
+    def request(self, method: str, endpoint: str, *, retry_unsafe: bool = False, **kwargs: Any) -> httpx.Response:
+        """A 2xx response to ``endpoint`` (appended to the host's path), or a VendorApiError.
+        ``kwargs``: ``params``, ``json``, ``data``, ``headers``, as httpx takes them."""
+        method, client = method.upper(), self.get_client()
+
+        def send() -> Outcome:
+            try:
+                return client.request(method, endpoint, **kwargs)
+            except httpx.TransportError as exc:
+                return exc
+
+        return run_call(self._flow(method, endpoint, retry_unsafe), send)
+
+    async def arequest(
+        self, method: str, endpoint: str, *, retry_unsafe: bool = False, **kwargs: Any
+    ) -> httpx.Response:
+        """The async twin of :meth:`request`: the same decisions, driven on the event loop."""
+        method, client = method.upper(), self.aget_client()
+
+        async def send() -> Outcome:
+            try:
+                return await client.request(method, endpoint, **kwargs)
+            except httpx.TransportError as exc:
+                return exc
+
+        return await arun_call(self._flow(method, endpoint, retry_unsafe), send)
+
+    def _flow(self, method: str, endpoint: str, retry_unsafe: bool) -> Any:
+        return call_flow(
+            self._retrying, lambda outcome: answers.accept(self.caller, outcome, method, endpoint, retry_unsafe)
+        )
+
+    def json_body(self, response: httpx.Response, field: str | None = None) -> Any:
+        return answers.json_body(self.caller, response, field)
+
+    # ---- paging ---------------------------------------------------------------------------------
+
+    def _strategy(self, options: PagingOptions) -> Pagination:
+        if options.pagination is not None:
+            return options.pagination
+        if self._default_pagination is None:
+            raise ValueError(f"{self.settings.vendor} has no default pagination; pass one")
+        return self._default_pagination()
+
+    def _where(self, endpoint: str) -> str:
+        return f"{self.settings.vendor} {endpoint} (connection {self.settings.conn_id!r})"
+
+    def page_batches(self, endpoint: str, options: PagingOptions) -> Iterator[PageBatch]:
+        """Each page's records and the request of the next page, one page in memory at a time."""
+
+        def fetch(page: PageRequest) -> httpx.Response:
+            params = None if page.url else page.params
+            return self.request("GET", page.url or endpoint, params=params, headers=options.headers)
+
+        return page_batches(fetch, self._strategy(options), options, self._where(endpoint))
+
+    def apage_batches(self, endpoint: str, options: PagingOptions) -> AsyncIterator[PageBatch]:
+        """The async twin of :meth:`page_batches`."""
+
+        async def fetch(page: PageRequest) -> httpx.Response:
+            params = None if page.url else page.params
+            return await self.arequest("GET", page.url or endpoint, params=params, headers=options.headers)
+
+        return apage_batches(fetch, self._strategy(options), options, self._where(endpoint))

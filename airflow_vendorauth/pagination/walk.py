@@ -1,0 +1,137 @@
+"""The paging loop, written once: which page to fetch next, what to hand out, when to stop.
+
+Like httpx's auth flows, :func:`paging_flow` is a generator that does no I/O. It yields steps (start
+fetching a page, collect the oldest page started, hand out a batch) and receives the responses; the
+drivers in :mod:`airflow_vendorauth.pagination.drivers` only do the fetching, with threads (sync) or
+asyncio tasks (async). So the caps, the loop guard and the fetch-ahead window live here alone.
+
+Fetching ahead: when the API announced its total (page numbers, offsets), the pages after the first
+are known in advance, and up to ``2 * concurrency`` of them are in flight while batches still come
+out in order. Cursors and next links are followed one page at a time: nothing can be known ahead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from airflow_vendorauth.exceptions import PaginationError
+from airflow_vendorauth.pagination.strategies import Page, PageRequest, Pagination
+
+
+@dataclass(frozen=True)
+class PagingOptions:
+    """How to page one endpoint: one value from the hook's ``paginate`` down to the drivers."""
+
+    params: Mapping[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, str] | None = None
+    #: None: the vendor's default strategy.
+    pagination: Pagination | None = None
+    max_pages: int | None = None
+    max_records: int | None = None
+    #: Pages in flight at once where the API announces its total (1: one after the other).
+    concurrency: int = 1
+    #: Resume from this checkpointed request instead of the first page.
+    start: PageRequest | None = None
+
+
+@dataclass(frozen=True)
+class PageBatch:
+    """One page's records (after the caps) and the request of the page after it: None once done."""
+
+    records: list[Any]
+    next_request: PageRequest | None
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """Start fetching this page (the driver replies None)."""
+
+    request: PageRequest
+
+
+@dataclass(frozen=True)
+class Collect:
+    """The response of the oldest page started (the driver replies with it)."""
+
+
+@dataclass(frozen=True)
+class Emit:
+    """Hand this batch to the caller (the driver replies None)."""
+
+    batch: PageBatch
+
+
+Step = Fetch | Collect | Emit
+PagingFlow = Generator[Step, httpx.Response | None, None]
+COLLECT = Collect()
+
+
+class _Tally:
+    """What was handed out so far, the caps, and the loop guard."""
+
+    def __init__(self, strategy: Pagination, options: PagingOptions, where: str) -> None:
+        self.strategy, self.options, self.where = strategy, options, where
+        self.pages = 0
+        self.records = 0
+        self._seen: set[str] = set()
+
+    def guard(self, request: PageRequest) -> None:
+        marker = json.dumps(request.to_json(), sort_keys=True, default=str)
+        if marker in self._seen:
+            raise PaginationError(
+                f"{self.where}: the API sent the same next page twice ({request.params or request.url}): a loop"
+            )
+        self._seen.add(marker)
+
+    def batch(self, page: Page) -> PageBatch:
+        cap_pages, cap_records = self.options.max_pages, self.options.max_records
+        records = page.records if cap_records is None else page.records[: max(0, cap_records - self.records)]
+        self.pages += 1
+        self.records += len(records)
+        following = self.strategy.next(page)
+        if (cap_pages is not None and self.pages >= cap_pages) or (
+            cap_records is not None and self.records >= cap_records
+        ):
+            following = None
+        return PageBatch(records, following)
+
+
+def paging_flow(strategy: Pagination, options: PagingOptions, where: str) -> PagingFlow:
+    """The decisions of a whole scan, as steps for a driver (see the module docstring)."""
+    tally = _Tally(strategy, options, where)
+    request: PageRequest | None = options.start or strategy.first(options.params)
+    while request is not None:
+        tally.guard(request)
+        yield Fetch(request)
+        page = strategy.read((yield COLLECT), request, where)  # type: ignore[arg-type]
+        planned = strategy.plan(page) if options.concurrency > 1 else None
+        batch = tally.batch(page)
+        yield Emit(batch)
+        request = batch.next_request
+        if planned and request is not None:
+            yield from _fetch_ahead(tally, iter(planned), options.concurrency)
+            return
+
+
+def _fetch_ahead(tally: _Tally, planned: Iterator[PageRequest], concurrency: int) -> PagingFlow:
+    in_flight: list[PageRequest] = []
+    for request in planned:
+        yield Fetch(request)
+        in_flight.append(request)
+        if len(in_flight) >= 2 * concurrency:
+            break
+    while in_flight:
+        request = in_flight.pop(0)
+        page = tally.strategy.read((yield COLLECT), request, tally.where)  # type: ignore[arg-type]
+        batch = tally.batch(page)
+        yield Emit(batch)
+        if batch.next_request is None:
+            return
+        if (following := next(planned, None)) is not None:
+            yield Fetch(following)
+            in_flight.append(following)

@@ -1,0 +1,122 @@
+"""A connection as plain values (:class:`RawConnection`) and validated (:class:`ConnectionSettings`),
+with the rules every URL and the token cache setting obey. Nothing here imports Airflow."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from airflow_vendorauth.exceptions import ConnectionConfigError
+
+
+@dataclass(frozen=True)
+class RawConnection:
+    """The fields of an Airflow Connection, as plain values (the hook builds it)."""
+
+    conn_id: str
+    conn_type: str | None = None
+    host: str | None = None
+    login: str | None = None
+    password: str | None = None
+    port: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return f"RawConnection(conn_id={self.conn_id!r}, conn_type={self.conn_type!r}, host={self.host!r})"
+
+
+@dataclass(frozen=True)
+class TokenCacheSetting:
+    """Where a connection's tokens are shared, parsed once: ``memory``, ``file`` or a Redis URL."""
+
+    kind: Literal["memory", "file", "redis"]
+    url: str | None = None
+
+    @classmethod
+    def parse(cls, value: str, fail: Callable[..., ConnectionConfigError]) -> TokenCacheSetting:
+        if value in ("memory", "file"):
+            return cls(value)  # type: ignore[arg-type]
+        parts = urlsplit(value)
+        if parts.scheme in ("redis", "rediss") and parts.hostname:
+            return cls("redis", value)
+        raise fail(
+            "token_cache",
+            f"is {value!r}",
+            "use memory, file, or a Redis URL such as redis://127.0.0.1:6379/0 (rediss:// for TLS)",
+        )
+
+    def __str__(self) -> str:
+        """As the user wrote it, minus any password in a Redis URL: safe to log."""
+        if self.url is None:
+            return self.kind
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+@dataclass(frozen=True, repr=False)
+class ConnectionSettings:
+    """A validated connection: everything a hook needs, nothing left to check."""
+
+    conn_id: str
+    vendor: str
+    base_url: str
+    token_url: str
+    client_id: str
+    client_secret: str
+    extras: Mapping[str, Any]
+    secret_extras: tuple[str, ...]
+    timeout: float
+    max_retries: int
+    verify: bool
+    token_cache: TokenCacheSetting
+
+    def extra(self, name: str) -> Any:
+        return self.extras.get(name)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every value that must be masked: the client secret and the sensitive extras."""
+        values = [self.client_secret] + [str(self.extras[n]) for n in self.secret_extras if self.extras.get(n)]
+        return tuple(values)
+
+    def __repr__(self) -> str:
+        return (
+            f"ConnectionSettings(conn_id={self.conn_id!r}, vendor={self.vendor!r}, base_url={self.base_url!r}, "
+            f"token_url={self.token_url!r}, client_id={self.client_id!r}, client_secret='***', "
+            f"token_cache={str(self.token_cache)!r})"
+        )
+
+
+def is_loopback(hostname: str | None) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost, judged on the parsed hostname, never on a prefix."""
+    if not hostname:
+        return False
+    if hostname.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, name: str, fail: Callable[..., ConnectionConfigError]) -> None:
+    """An absolute http(s) URL, https unless its parsed host is loopback."""
+    try:
+        parts = urlsplit(url)
+        hostname = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError as exc:
+        raise fail(name, f"is not a valid URL ({exc})", "write a URL such as https://api.example.com") from None
+    if parts.scheme not in ("http", "https") or not hostname:
+        raise fail(name, f"is not an http(s) URL ({url!r})", "write a URL such as https://api.example.com")
+    if parts.scheme == "http" and not is_loopback(hostname):
+        raise fail(
+            name,
+            f"uses plain http for {hostname!r}",
+            "use https (plain http is allowed only for 127.0.0.0/8, ::1 and localhost)",
+        )
+
+
