@@ -35,4 +35,4 @@ clean:
 	rm -rf .demo .airflow_home build *.egg-info
 
 cluster-demo: $(STAMP)
-	$(PY) scripts/cluster.py --kill-worker
+	$(PY) -m tests.harness.cluster --kill-worker

@@ -23,7 +23,7 @@ import pytest  # noqa: E402
 
 pytest_plugins = ["airflow_vendorauth.sandbox.pytest_plugin"]
 
-from airflow_vendorauth.sandbox.pytest_plugin import forget_process_state  # noqa: E402
+from airflow_vendorauth.sandbox.process_state import forget_process_state  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

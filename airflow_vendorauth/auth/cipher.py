@@ -7,9 +7,12 @@ nothing (a token is never written in clear): see :func:`cipher_from_keys`.
 
 from __future__ import annotations
 
+import logging
+
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from airflow_vendorauth.auth.token import AccessToken
+from airflow_vendorauth.auth.warn_once import warn_once
 
 
 class CacheEntryUnreadable(Exception):
@@ -29,6 +32,23 @@ class TokenCipher:
             return AccessToken.from_json(self.decrypt(blob), source=source)
         except (ValueError, KeyError, TypeError) as exc:
             raise CacheEntryUnreadable(type(exc).__name__) from None
+
+    def open_token_or_none(
+        self, blob: bytes, source: str, where: str, log: logging.Logger | None
+    ) -> AccessToken | None:
+        """:meth:`open_token`, or None and a warning (once per entry) when the entry is unreadable: a
+        broken entry costs a token request, never a task; the next store replaces it."""
+        try:
+            return self.open_token(blob, source)
+        except CacheEntryUnreadable as exc:
+            warn_once(
+                log,
+                f"unreadable:{where}",
+                "Token cache entry %s is unreadable (%s: corrupt, or written with another Fernet key); replacing it",
+                where,
+                str(exc),
+            )
+            return None
 
     def seal_token(self, token: AccessToken) -> bytes:
         return self.encrypt(token.to_json())

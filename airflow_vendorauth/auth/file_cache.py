@@ -20,7 +20,7 @@ from pathlib import Path
 
 import filelock
 
-from airflow_vendorauth.auth.cipher import CacheEntryUnreadable, TokenCipher
+from airflow_vendorauth.auth.cipher import TokenCipher
 from airflow_vendorauth.auth.token import AccessToken
 from airflow_vendorauth.auth.warn_once import warn_once
 
@@ -81,17 +81,8 @@ class FileTokenCache:
                 exc,
             )
             return None
-        try:
-            return self.cipher.open_token(blob, self.name)
-        except CacheEntryUnreadable as exc:
-            warn_once(
-                self.log,
-                f"file-corrupt:{path}",
-                "Token cache entry %s is unreadable (%s: corrupt, or written with another Fernet key); replacing it",
-                path,
-                type(exc).__name__,
-            )
-            return None  # not unlinked: it may be a good entry by now; the next store replaces it
+        # an unreadable entry is not unlinked: it may be a good entry by now; the next store replaces it
+        return self.cipher.open_token_or_none(blob, self.name, str(path), self.log)
 
     def _entry_lock(self, key: str) -> filelock.FileLock:
         """Held only for a write or a compare-and-delete of one entry (never across a fetch)."""

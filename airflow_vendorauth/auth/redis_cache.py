@@ -71,18 +71,11 @@ class RedisTokenCache:
             return None
         if blob is None:
             return None
-        try:
-            return self.cipher.open_token(blob, self.name)
-        except CacheEntryUnreadable as exc:
-            warn_once(
-                self.log,
-                f"redis-corrupt:{key}",
-                "Redis token cache entry unreadable (%s): replacing it",
-                type(exc).__name__,
-            )
+        token = self.cipher.open_token_or_none(blob, self.name, f"redis {PREFIX}{key}", self.log)
+        if token is None:
             with contextlib.suppress(*self._redis_errors):
                 self.client.eval(_DELETE_IF_EQUAL, 1, PREFIX + key, blob)
-            return None
+        return token
 
     def store(self, key: str, token: AccessToken) -> None:
         ttl_ms = int(token.seconds_left() * 1000)

@@ -8,7 +8,7 @@ call is the client's; the hook's methods of that kind only hand over to it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
@@ -22,14 +22,14 @@ from airflow_vendorauth.client.api_client import ApiClient
 from airflow_vendorauth.exceptions import ConnectionConfigError, VendorAuthError
 from airflow_vendorauth.hooks.masking import mask
 from airflow_vendorauth.hooks.shared_cache import shared_cache_for
-from airflow_vendorauth.pagination.walk import PageBatch, PagingOptions
+from airflow_vendorauth.pagination.walk import PageBatch, PagingKwargs, PagingOptions
 from airflow_vendorauth.retry import RetryPolicy
+from airflow_vendorauth.vendors import VENDORS
 from airflow_vendorauth.vendors.profile import ConnectionSettings, RawConnection, VendorProfile
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
-
-    from airflow_vendorauth.pagination.strategies import Pagination
+    from typing_extensions import Unpack
 
 
 class VendorHook(BaseHook):
@@ -188,35 +188,16 @@ class VendorHook(BaseHook):
         """Each page's records and the request of the page after it (a checkpoint), one page at a time."""
         return self.client.page_batches(endpoint, options or PagingOptions())
 
-    def paginate(
-        self,
-        endpoint: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        pagination: Pagination | None = None,
-        max_pages: int | None = None,
-        max_records: int | None = None,
-        concurrency: int = 1,
-    ) -> Iterator[Any]:
-        """Every record of every page of ``endpoint``, one page in memory at a time."""
-        options = PagingOptions(params or {}, None, pagination, max_pages, max_records, concurrency)
-        for batch in self.client.page_batches(endpoint, options):
+    def paginate(self, endpoint: str, **options: Unpack[PagingKwargs]) -> Iterator[Any]:
+        """Every record of every page of ``endpoint``, one page in memory at a time. ``options``: the
+        fields of :class:`PagingOptions` (``params``, ``pagination``, ``max_records``, ``concurrency``...)."""
+        for batch in self.client.page_batches(endpoint, PagingOptions(**options)):
             yield from batch.records
 
-    async def apaginate(
-        self,
-        endpoint: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        pagination: Pagination | None = None,
-        max_pages: int | None = None,
-        max_records: int | None = None,
-        concurrency: int = 1,
-    ) -> AsyncIterator[Any]:
+    async def apaginate(self, endpoint: str, **options: Unpack[PagingKwargs]) -> AsyncIterator[Any]:
         """The async twin of :meth:`paginate`: the same records, in the same order."""
         await self.asettings()
-        options = PagingOptions(params or {}, None, pagination, max_pages, max_records, concurrency)
-        async for batch in self.client.apage_batches(endpoint, options):
+        async for batch in self.client.apage_batches(endpoint, PagingOptions(**options)):
             for record in batch.records:
                 yield record
 
@@ -254,8 +235,6 @@ def hook_for_connection(conn_id: str) -> VendorHook:
     """The hook of a connection's type, chosen the way Airflow chooses it (``Connection.get_hook()``),
     with the connection read once. Operators take any connection of a type this provider serves."""
     conn = BaseHook.get_connection(conn_id)
-    from airflow_vendorauth.vendors import VENDORS
-
     try:
         hook = conn.get_hook()
     except Exception:  # noqa: BLE001 - Airflow raises its own exception for an unknown type

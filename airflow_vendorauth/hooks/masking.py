@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from airflow.sdk.execution_time import task_runner
+from airflow.sdk.log import mask_secret
+
 
 def mask(secret: str) -> None:
     """Register a secret with Airflow's masker (task process and supervisor alike).
@@ -10,13 +13,9 @@ def mask(secret: str) -> None:
     comms log every request at DEBUG, a MaskSecret's value included (Airflow 3.3): there the secret
     is registered locally only, which masks it for that single process all the same.
     """
-    from airflow.sdk.execution_time import task_runner
-
     if type(getattr(task_runner, "SUPERVISOR_COMMS", None)).__name__ == "InProcessSupervisorComms":
-        from airflow.sdk._shared.secrets_masker import mask_secret as mask_locally
+        from airflow.sdk._shared.secrets_masker import mask_secret as mask_locally  # only where it exists
 
         mask_locally(secret)
         return
-    from airflow.sdk.log import mask_secret
-
     mask_secret(secret)

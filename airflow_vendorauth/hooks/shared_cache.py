@@ -14,8 +14,11 @@ import logging
 import os
 import threading
 
+from airflow.sdk import conf
+
 from airflow_vendorauth.auth.cache import SharedTokenCache
 from airflow_vendorauth.auth.cipher import cipher_from_keys
+from airflow_vendorauth.auth.file_cache import FileTokenCache
 from airflow_vendorauth.auth.warn_once import warn_once
 from airflow_vendorauth.vendors.settings import TokenCacheSetting
 
@@ -24,8 +27,6 @@ _guard = threading.Lock()
 
 
 def token_cache_dir() -> str:
-    from airflow.sdk import conf
-
     home = os.path.expanduser(os.environ.get("AIRFLOW_HOME", "~/airflow"))
     configured = conf.get("vendorauth", "token_cache_dir", fallback=None)
     return (configured or "{AIRFLOW_HOME}/vendorauth/token-cache").replace("{AIRFLOW_HOME}", home)
@@ -36,8 +37,6 @@ def shared_cache_for(setting: TokenCacheSetting, *, logger: logging.Logger | Non
     ``memory``, and None without a Fernet key (tokens never rest in clear)."""
     if setting.kind == "memory":
         return None
-    from airflow.sdk import conf
-
     fernet_key = conf.get("core", "fernet_key", fallback=None) or ""
     cipher = cipher_from_keys(fernet_key)
     if cipher is None:
@@ -54,10 +53,8 @@ def shared_cache_for(setting: TokenCacheSetting, *, logger: logging.Logger | Non
     with _guard:
         if key not in _caches:
             if setting.url is None:
-                from airflow_vendorauth.auth.file_cache import FileTokenCache
-
                 _caches[key] = FileTokenCache(directory, cipher, logger=logger)
-            else:
+            else:  # redis is an optional extra: imported only by those who ask for it
                 from airflow_vendorauth.auth.redis_cache import RedisTokenCache
 
                 _caches[key] = RedisTokenCache(setting.url, cipher, logger=logger)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from airflow.sdk import ObjectStoragePath
+
 from airflow_vendorauth.jsonlib import dumps_lines
 from airflow_vendorauth.pagination.strategies import PageRequest
 
@@ -65,8 +67,6 @@ class JsonLinesSink:
         if self._remote:
             if resume_from is not None:
                 raise ValueError("resuming is only supported for local output paths")
-            from airflow.sdk import ObjectStoragePath
-
             return ObjectStoragePath(self.partial).open("wb")  # type: ignore[no-any-return]
         local = Path(self.path.removeprefix("file://"))
         local.parent.mkdir(parents=True, exist_ok=True)
@@ -95,8 +95,6 @@ class JsonLinesSink:
     def finish(self) -> str:
         self._file.close()
         if self._remote:
-            from airflow.sdk import ObjectStoragePath
-
             ObjectStoragePath(self.partial).rename(ObjectStoragePath(self.path))
             return self.path
         final = self.partial.removesuffix(".partial")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 
@@ -37,6 +37,18 @@ class PagingOptions:
     concurrency: int = 1
     #: Resume from this checkpointed request instead of the first page.
     start: PageRequest | None = None
+
+
+class PagingKwargs(TypedDict, total=False):
+    """:class:`PagingOptions` as keyword arguments (``hook.paginate(endpoint, max_records=500)``)."""
+
+    params: Mapping[str, Any]
+    headers: Mapping[str, str] | None
+    pagination: Pagination | None
+    max_pages: int | None
+    max_records: int | None
+    concurrency: int
+    start: PageRequest | None
 
 
 @dataclass(frozen=True)

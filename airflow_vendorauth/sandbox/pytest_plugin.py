@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from airflow_vendorauth.sandbox.client import Sandbox
+from airflow_vendorauth.sandbox.process_state import forget_process_state
 
 
 @pytest.fixture(scope="session")
@@ -23,20 +24,6 @@ def vendor_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox
     log = tmp_path_factory.mktemp("vendor-sandbox") / "sandbox.log"
     with Sandbox(log_path=log) as sandbox:
         yield sandbox
-
-
-def forget_process_state() -> None:
-    """Forget every process-wide memory of the provider: tokens, refused credentials, shared-cache
-    objects, warnings said once."""
-    from airflow_vendorauth.auth.cache import MEMORY_CACHE
-    from airflow_vendorauth.auth.provider import forget_remembered_failures
-    from airflow_vendorauth.auth.warn_once import forget_warnings
-    from airflow_vendorauth.hooks.shared_cache import forget_shared_caches
-
-    MEMORY_CACHE.clear()
-    forget_remembered_failures()
-    forget_shared_caches()
-    forget_warnings()
 
 
 @pytest.fixture

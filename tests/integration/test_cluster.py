@@ -4,16 +4,13 @@ survives the death of its worker (SIGKILL), retried by Airflow on the other work
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 from airflow_vendorauth.sandbox.client import Sandbox
+from tests.harness import cluster
 from tests.services import require_postgres, require_redis
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-import cluster
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -16,9 +15,7 @@ import psutil
 import pytest
 
 from airflow_vendorauth.sandbox.client import Sandbox
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from deployment import Deployment
+from tests.harness.deployment import Deployment
 
 pytestmark = pytest.mark.integration
 

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from airflow_vendorauth.sandbox.client import Sandbox
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-from deployment import Deployment
+from tests.harness.deployment import Deployment
 
 pytestmark = pytest.mark.integration
 

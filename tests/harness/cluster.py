@@ -25,12 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from deployment import ROOT, Deployment
-
 from airflow_vendorauth.sandbox.client import Sandbox
+from tests.harness.deployment import ROOT, Deployment
 
 POSTGRES = "postgresql+psycopg2://postgres@127.0.0.1:5432/{db}"
 REDIS = "redis://127.0.0.1:6379/{db}"

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 
 
@@ -88,8 +88,8 @@ class Deployment:
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.logs / "tasks"),
                 "AIRFLOW__VENDORAUTH__TOKEN_CACHE_DIR": str(self.root / "token-cache"),
                 # every worker names itself (VENDORAUTH_WORKER_NAME) though all run on this machine
-                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "cluster_hostname.hostname",
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "scripts"), os.environ.get("PYTHONPATH")])),
+                "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.harness.cluster_hostname.hostname",
+                "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
             }
         )
         if self.executor == "CeleryExecutor":

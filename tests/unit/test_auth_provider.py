@@ -305,7 +305,7 @@ def test_malformed_token_answers_raise_a_clear_error(
 @pytest.mark.parametrize("name", ALL)
 def test_every_token_and_secret_is_registered_with_the_masker(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     masked: list[str] = []
-    monkeypatch.setattr("airflow.sdk.log.mask_secret", lambda value, name=None: masked.append(value))
+    monkeypatch.setattr("airflow_vendorauth.hooks.masking.mask_secret", lambda value, name=None: masked.append(value))
     _, hook = fake_and_hook(monkeypatch, name)
     token = hook.get_token()  # type: ignore[attr-defined]
     assert token.access_token in masked

@@ -1,0 +1,17 @@
+"""A test's fresh start: forget what this process remembers of tokens, refusals, caches and warnings."""
+
+from __future__ import annotations
+
+
+def forget_process_state() -> None:
+    """Forget every process-wide memory of the provider: tokens, refused credentials, shared-cache
+    objects, warnings said once."""
+    from airflow_vendorauth.auth.cache import MEMORY_CACHE
+    from airflow_vendorauth.auth.provider import forget_remembered_failures
+    from airflow_vendorauth.auth.warn_once import forget_warnings
+    from airflow_vendorauth.hooks.shared_cache import forget_shared_caches
+
+    MEMORY_CACHE.clear()
+    forget_remembered_failures()
+    forget_shared_caches()
+    forget_warnings()
