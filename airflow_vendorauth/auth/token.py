@@ -155,6 +155,28 @@ def _words(value: Any) -> tuple[str, ...]:
     return ()
 
 
+def _lifetime(
+    body: dict[str, Any], claims: dict[str, Any] | None, now: pendulum.DateTime, bad: Any
+) -> float:
+    """Seconds the token lives: ``expires_in``, else ``expires_on``, else the JWT's ``exp``, else the default."""
+    if "expires_in" in body:
+        lifetime = _as_seconds(body["expires_in"])
+        if lifetime is None:
+            raise bad(f"expires_in is not a number ({type(body['expires_in']).__name__})")
+        return lifetime
+    if "expires_on" in body:
+        expires_on = _as_seconds(body["expires_on"])
+        if expires_on is None:
+            raise bad("expires_on is not a number of epoch seconds")
+        return expires_on - now.timestamp()
+    if claims is not None and "exp" in claims:
+        exp = _as_seconds(claims["exp"])
+        if exp is None:
+            raise bad("the JWT's exp claim is not a number")
+        return exp - now.timestamp()
+    return float(DEFAULT_LIFETIME_SECONDS)
+
+
 def parse_token_response(
     body: Any,
     *,
@@ -191,24 +213,7 @@ def parse_token_response(
     if expect_jwt and claims is None:
         raise bad("the access_token is not a decodable JWT although this vendor issues JWTs")
 
-    lifetime: float | None = None
-    if "expires_in" in body:
-        lifetime = _as_seconds(body["expires_in"])
-        if lifetime is None:
-            raise bad(f"expires_in is not a number ({type(body['expires_in']).__name__})")
-    elif "expires_on" in body:
-        expires_on = _as_seconds(body["expires_on"])
-        if expires_on is None:
-            raise bad("expires_on is not a number of epoch seconds")
-        lifetime = expires_on - now.timestamp()
-    elif claims is not None and "exp" in claims:
-        exp = _as_seconds(claims["exp"])
-        if exp is None:
-            raise bad("the JWT's exp claim is not a number")
-        lifetime = exp - now.timestamp()
-    else:
-        lifetime = DEFAULT_LIFETIME_SECONDS
-
+    lifetime = _lifetime(body, claims, now, bad)
     if lifetime <= 0:
         raise bad(f"the token is already expired (lifetime {lifetime:.0f} s)")
     if lifetime > MAX_LIFETIME_SECONDS:
