@@ -48,10 +48,12 @@ class ConnectionConfigError(VendorAuthError, ValueError):
     Raised before any network call, so a typo never costs a token request.
     """
 
-    def __init__(self, conn_id: str, field: str, problem: str, fix: str) -> None:
+    def __init__(self, conn_id: str, field: str, problem: str, fix: str, *, label: str | None = None) -> None:
         self.conn_id = conn_id
         self.field = field
-        super().__init__(f"Connection {conn_id!r}: field {field!r} {problem}. Fix: {fix}")
+        #: The form's word for the field; the JSON name follows in parentheses.
+        named = f"{label} ({field})" if label and label != field else f"field {field!r}"
+        super().__init__(f"Connection {conn_id!r}: {named} {problem}. Fix: {fix}")
 
 
 class TokenRequestError(VendorAuthError):

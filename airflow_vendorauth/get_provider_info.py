@@ -9,36 +9,36 @@ from airflow_vendorauth.vendors import VENDORS
 from airflow_vendorauth.vendors.fields import ExtraField
 from airflow_vendorauth.vendors.profile import VendorProfile
 
-_JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean"}
+#: JSON objects (headers, paging) are typed in the form as their JSON text.
+_JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean", "json": "string"}
 
 
 def _conn_field(spec: ExtraField) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": [_JSON_TYPES[spec.kind], "null"]}
+    """A form field: required ones are typed without null (the form marks them and refuses to save
+    without them); secrets are password fields; long values (PEM) are text areas."""
+    kind = _JSON_TYPES[spec.kind]
+    schema: dict[str, Any] = {"type": kind if spec.required else [kind, "null"]}
     if spec.secret:
         schema["format"] = "password"
+    elif spec.multiline or spec.kind == "json":
+        schema["format"] = "multiline"
     if spec.choices:
-        schema["enum"] = [*spec.choices, None]
+        schema["enum"] = list(spec.choices) if spec.required or spec.default is not None else [*spec.choices, None]
     if spec.default is not None:
         schema["default"] = spec.default
-    required = " Required." if spec.required else ""
-    return {"label": spec.label, "description": spec.description + required, "schema": schema}
+    return {"label": spec.label, "description": spec.description, "schema": schema}
 
 
 def _connection_type(profile: VendorProfile) -> dict[str, Any]:
-    host_label = "API base URL" + ("" if profile.default_host is None else f" (default {profile.default_host})")
+    host_example = profile.default_host or profile.host_placeholder
     return {
         "hook-class-name": profile.hook_class_name,
         "hook-name": profile.display_name,
         "connection-type": profile.conn_type,
         "ui-field-behaviour": {
-            "hidden-fields": ["schema", "port"],
-            "relabeling": {"host": host_label, "login": profile.login_label, "password": profile.password_label},
-            "placeholders": {
-                "host": profile.host_placeholder,
-                "login": profile.login_label,
-                "password": profile.password_label,
-                **{f.name: f.placeholder for f in profile.all_fields if f.placeholder},
-            },
+            "hidden-fields": ["schema"],
+            "relabeling": {"host": "API base URL", "login": profile.login_label, "password": profile.password_label},
+            "placeholders": {"host": host_example, "login": profile.login_label, "password": profile.password_label},
         },
         "conn-fields": {f.name: _conn_field(f) for f in profile.all_fields},
     }

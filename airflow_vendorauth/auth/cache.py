@@ -50,6 +50,11 @@ class SharedTokenCache(Protocol):
         """Held while one process fetches; others wait up to ``wait_seconds`` (the longest a fetch
         may take), and a holder that dies frees it."""
 
+    def load_refresh_token(self, key: str) -> str | None:
+        """The newest refresh token of a credential (rotating servers: the only one still valid)."""
+
+    def store_refresh_token(self, key: str, refresh_token: str) -> None: ...
+
 
 #: Between two polls of a thread lock that another event loop or thread holds.
 _POLL_SECONDS = (0.005, 0.01, 0.02, 0.05)
@@ -67,6 +72,7 @@ class MemoryTokenCache:
 
     def __init__(self) -> None:
         self._tokens: dict[str, AccessToken] = {}
+        self._refresh_tokens: dict[str, str] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, asyncio.Lock]] = (
             weakref.WeakKeyDictionary()
@@ -89,9 +95,17 @@ class MemoryTokenCache:
                 return True
             return False
 
+    def load_refresh_token(self, key: str) -> str | None:
+        return self._refresh_tokens.get(key)
+
+    def store_refresh_token(self, key: str, refresh_token: str) -> None:
+        with self._guard:
+            self._refresh_tokens[key] = refresh_token
+
     def clear(self) -> None:
         with self._guard:
             self._tokens.clear()
+            self._refresh_tokens.clear()
             self._locks.clear()
             self._loop_locks.clear()
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import filelock
 
-from airflow_vendorauth.auth.cipher import TokenCipher
+from airflow_vendorauth.auth.cipher import CacheEntryUnreadable, TokenCipher
 from airflow_vendorauth.auth.token import AccessToken
 from airflow_vendorauth.auth.warn_once import warn_once
 
@@ -94,7 +94,7 @@ class FileTokenCache:
         blob = self.cipher.seal_token(token)
         try:
             with self._entry_lock(key):
-                self._write(key, blob)
+                self._write(f"{key}.token", blob)
         except (filelock.Timeout, OSError) as exc:
             warn_once(
                 self.log,
@@ -104,17 +104,37 @@ class FileTokenCache:
                 exc,
             )
 
-    def _write(self, key: str, blob: bytes) -> None:
+    def _write(self, name: str, blob: bytes) -> None:
         """Atomically: a reader sees the old entry or the new one, never half of one."""
         fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".token")  # created 0600
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(blob)
-            os.replace(temp, self._path(key))
+            os.replace(temp, self.directory / name)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
             raise
+
+    def load_refresh_token(self, key: str) -> str | None:
+        if not self._prepare():
+            return None
+        try:
+            return self.cipher.decrypt(self.directory.joinpath(f"{key}.refresh").read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, CacheEntryUnreadable) as exc:
+            warn_once(self.log, f"file-refresh:{key}", "Refresh token entry of %s unreadable (%s)", key, type(exc).__name__)
+            return None
+
+    def store_refresh_token(self, key: str, refresh_token: str) -> None:
+        if not self._prepare():
+            return
+        try:
+            with self._entry_lock(key):
+                self._write(f"{key}.refresh", self.cipher.encrypt(refresh_token))
+        except (filelock.Timeout, OSError) as exc:
+            warn_once(self.log, f"file-write:{self.directory}", "Cannot write the token cache in %s (%s)", self.directory, exc)
 
     def evict(self, key: str, access_token: str) -> None:
         if not self._prepare():

@@ -1,13 +1,33 @@
 """How a token request is built, one function per wire format the vendors use.
 
-The vendor modules pick one and fill it in; the provider only ever sends a :class:`TokenRequest`.
+The vendor modules pick one and fill it in; the provider only ever sends a :class:`TokenRequest`. A
+request is built anew for every attempt (:class:`Attempt`): a client assertion is signed for one request,
+and a rotating refresh token changes between two refreshes.
+
+How the client proves itself (:class:`ClientCredentials`) is one of RFC 6749's and RFC 7523's styles:
+``client_secret_basic`` (id and secret form-encoded, then Base64, in ``Authorization``),
+``client_secret_post`` (both in the form), ``client_secret_json`` (both in a JSON body, as Clazar
+wants), ``private_key_jwt`` (a signed client assertion) or ``none`` (a public client: its id only).
 """
 
 from __future__ import annotations
 
 import base64
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import quote_plus
+
+from airflow_vendorauth.auth.assertions import CLIENT_ASSERTION_TYPE, AssertionSigner
+
+ClientAuthMethod = Literal["client_secret_basic", "client_secret_post", "client_secret_json", "private_key_jwt", "none"]
+CLIENT_AUTH_METHODS: tuple[ClientAuthMethod, ...] = (
+    "client_secret_basic",
+    "client_secret_post",
+    "client_secret_json",
+    "private_key_jwt",
+    "none",
+)
 
 
 @dataclass(frozen=True, repr=False)
@@ -26,34 +46,61 @@ class TokenRequest:
         return f"TokenRequest(url={self.url!r}, body={body}, headers={sorted(self.headers)!r})"
 
 
-def _drop_empty(params: dict[str, str | None]) -> dict[str, str]:
-    return {k: v for k, v in params.items() if v is not None}
+@dataclass(frozen=True)
+class Attempt:
+    """What one token request is made with, besides the connection: the token endpoint's URL (found by
+    discovery, maybe) and the refresh token to spend (the newest one, for ``grant_type=refresh_token``)."""
+
+    token_url: str
+    refresh_token: str | None = None
 
 
-def client_credentials_form(url: str, client_id: str, client_secret: str, **params: str | None) -> TokenRequest:
-    """RFC 6749 client credentials in a form body (Kazi with ``resource``, Keyavi with ``scope``,
-    SmartRecruiters as is)."""
-    form = _drop_empty(
-        {"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret, **params}
-    )
-    return TokenRequest(url=url, form=form, secrets=(client_secret,))
+@dataclass(frozen=True, repr=False)
+class ClientCredentials:
+    """How the client authenticates at the token endpoint. ``repr()`` hides the secret and the key."""
+
+    client_id: str
+    method: ClientAuthMethod
+    secret: str | None = None
+    signer: AssertionSigner | None = None
+
+    def __repr__(self) -> str:
+        return f"ClientCredentials(client_id={self.client_id!r}, method={self.method!r})"
 
 
-def password_form(
-    url: str, client_id: str, client_secret: str, username: str, password: str, **params: str | None
-) -> TokenRequest:
-    """Resource-owner password grant with the client's credentials in the form (Keyavi user mode)."""
-    form = _drop_empty(
-        {
-            "grant_type": "password",
-            "client_id": client_id,
-            "client_secret": client_secret,
-            "username": username,
-            "password": password,
-            **params,
+def _drop_empty(params: Mapping[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in params.items() if v is not None and v != ""}
+
+
+#: Grant parameters whose values are secrets.
+_SECRET_PARAMS = ("password", "refresh_token", "client_secret", "client_assertion")
+
+
+def oauth2_request(url: str, grant: Mapping[str, Any], client: ClientCredentials) -> TokenRequest:
+    """A token request: the grant's parameters (``grant_type`` first) and the client's authentication."""
+    params = _drop_empty(grant)
+    headers: dict[str, str] = {}
+    secrets: list[str] = []
+    if client.method == "client_secret_basic":
+        pair = f"{quote_plus(client.client_id)}:{quote_plus(client.secret or '')}"  # RFC 6749 2.3.1
+        encoded = base64.b64encode(pair.encode()).decode("ascii")
+        headers["Authorization"] = f"Basic {encoded}"
+        secrets.append(encoded)
+    elif client.method == "private_key_jwt":
+        assert client.signer is not None, "private_key_jwt needs a signer"
+        params |= {
+            "client_id": client.client_id,
+            "client_assertion_type": CLIENT_ASSERTION_TYPE,
+            "client_assertion": client.signer.assertion(url),
         }
-    )
-    return TokenRequest(url=url, form=form, secrets=(client_secret, password))
+    else:
+        params["client_id"] = client.client_id
+        if client.method in ("client_secret_post", "client_secret_json"):
+            params["client_secret"] = client.secret or ""
+    secrets += [params[k] for k in _SECRET_PARAMS if params.get(k)] + ([client.secret] if client.secret else [])
+    if client.method == "client_secret_json":
+        return TokenRequest(url=url, json=params, secrets=tuple(secrets))
+    return TokenRequest(url=url, headers=headers, form=params, secrets=tuple(secrets))
 
 
 def basic_password_form(url: str, api_key: str, api_secret: str, username: str, password: str) -> TokenRequest:

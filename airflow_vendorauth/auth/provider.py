@@ -8,6 +8,12 @@ taken, and across processes through the shared cache's fetch lock.
 A refused credential (400/401/403 from the token endpoint) is remembered for
 :data:`FAILURE_MEMORY_SECONDS`, so 50 mapped tasks with a wrong secret ask the identity provider once
 and then replay its answer. ``force_refresh`` (the Test button) skips every cache and that memory.
+
+Rotating refresh tokens (``grant_type=refresh_token``): each refresh spends the newest refresh token and
+the server answers with the next one, which is stored (encrypted) in the shared cache, or this
+process's memory, before the fetch lock is released: a group of processes never spends one twice. The
+connection's refresh token only seeds the chain (it is part of the credential's fingerprint, so a new
+seed starts a new chain).
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ class TokenProvider:
         *,
         key: str,
         shared: SharedTokenCache | None = None,
+        refresh_seed: str | None = None,
         on_new_token: Callable[[AccessToken], None] | None = None,
         logger: logging.Logger | None = None,
         memory: MemoryTokenCache = MEMORY_CACHE,
@@ -45,6 +52,7 @@ class TokenProvider:
         self.endpoint = endpoint
         self.key = key
         self._shared = shared
+        self._refresh_seed = refresh_seed
         self._on_new_token = on_new_token
         self._log = logger or logging.getLogger(__name__)
         self._memory = memory
@@ -86,10 +94,44 @@ class TokenProvider:
 
     def _fetch(self) -> AccessToken:
         try:
-            return self.endpoint.fetch()
+            return self.endpoint.fetch() if self._refresh_seed is None else self._refresh()
         except TokenRequestError as error:
             self._remember(error)
             raise
+
+    def _refresh(self) -> AccessToken:
+        """Spend the newest refresh token and keep the one that replaces it (called under the fetch lock)."""
+        store: SharedTokenCache | MemoryTokenCache = self._shared or self._memory
+        current = store.load_refresh_token(self.key) or self._refresh_seed
+        try:
+            token = self.endpoint.fetch(current)
+        except TokenRequestError as error:
+            if error.error != "invalid_grant":
+                raise
+            newer = store.load_refresh_token(self.key)  # another process may have just rotated it
+            if newer is None or newer == current:
+                raise self._spent(error) from None
+            try:
+                token = self.endpoint.fetch(newer)
+            except TokenRequestError as again:
+                raise self._spent(again) if again.error == "invalid_grant" else again from None
+        if token.refresh_token:
+            store.store_refresh_token(self.key, token.refresh_token)
+        return token
+
+    def _spent(self, error: TokenRequestError) -> TokenRequestError:
+        said = ": ".join(p for p in (error.error, error.error_description) if p)
+        return TokenRequestError(
+            f"{self.endpoint.vendor} connection {self.endpoint.conn_id!r}: the refresh token was refused ({said}); "
+            "it was spent by another process or revoked. Fix: put a new refresh token in Refresh token "
+            "(refresh_token); with more than one task process, set Token cache to file or a Redis URL so "
+            "they share the newest one",
+            vendor=self.endpoint.vendor,
+            conn_id=self.endpoint.conn_id,
+            status=error.status,
+            error=error.error,
+            error_description=error.error_description,
+        )
 
     def _accept(self, token: AccessToken, origin: str) -> AccessToken:
         if self._on_new_token is not None:
@@ -170,12 +212,9 @@ class TokenProvider:
             if self._shared is not None:
                 # The shared caches block on locks and I/O: keep them off the event loop.
                 return await asyncio.to_thread(self._fetch_and_share if force_refresh else self._through_shared)
-            try:
-                token = await self.endpoint.afetch()
-            except TokenRequestError as error:
-                self._remember(error)
-                raise
-            return self._accept(token, "the token endpoint (fetched)")
+            # A blocking fetch in a thread: tokens are fetched about once an hour, and one fetch path
+            # (retries, discovery, rotating refresh tokens) serves sync and async callers alike.
+            return self._accept(await asyncio.to_thread(self._fetch), "the token endpoint (fetched)")
 
     async def ainvalidate(self, token: AccessToken) -> None:
         self._memory.evict(self.key, token.access_token)

@@ -21,6 +21,9 @@ from airflow_vendorauth.auth.token import AccessToken
 from airflow_vendorauth.auth.warn_once import warn_once
 
 PREFIX = "vendorauth:token:"
+REFRESH_PREFIX = "vendorauth:refresh:"
+#: A refresh token unused this long is dropped (servers expire idle ones sooner; re-seed after that).
+REFRESH_TTL_MS = 90 * 24 * 3600 * 1000
 #: How long a fetch lock lives without renewal: the most a dead holder can delay the others.
 LOCK_LEASE_SECONDS = 10.0
 #: Compare-and-delete, atomically: evict the entry only if it is still the one we read.
@@ -83,6 +86,22 @@ class RedisTokenCache:
             return
         try:
             self.client.set(PREFIX + key, self.cipher.seal_token(token), px=ttl_ms)
+        except self._redis_errors as exc:
+            self._down(exc)
+
+    def load_refresh_token(self, key: str) -> str | None:
+        try:
+            blob = self.client.get(REFRESH_PREFIX + key)
+            return self.cipher.decrypt(blob) if blob is not None else None
+        except self._redis_errors as exc:
+            self._down(exc)
+        except CacheEntryUnreadable:
+            warn_once(self.log, f"redis-refresh:{key}", "Redis refresh token entry of %s unreadable", key)
+        return None
+
+    def store_refresh_token(self, key: str, refresh_token: str) -> None:
+        try:
+            self.client.set(REFRESH_PREFIX + key, self.cipher.encrypt(refresh_token), px=REFRESH_TTL_MS)
         except self._redis_errors as exc:
             self._down(exc)
 

@@ -56,6 +56,9 @@ class AccessToken:
     #: Where this process got the token from: "fetched", "memory", "file" or "redis".
     source: str = "fetched"
     refresh_at: pendulum.DateTime = field(default=None)  # type: ignore[assignment]
+    #: The refresh token that came with this token (rotating servers send a new one each time). Kept
+    #: out of ``to_json``: it is stored, encrypted, on its own (see TokenProvider), never with the token.
+    refresh_token: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.refresh_at is None:
@@ -224,6 +227,7 @@ def parse_token_response(
     if claims is not None:
         roles = _words(claims.get("roles"))
         scopes = scopes or _words(claims.get("scp"))
+    refresh = body.get("refresh_token")
     return AccessToken(
         access_token=token,
         expires_at=now.add(seconds=lifetime),
@@ -231,4 +235,5 @@ def parse_token_response(
         token_type="Bearer",
         scopes=scopes,
         roles=roles,
+        refresh_token=refresh if isinstance(refresh, str) and refresh else None,
     )

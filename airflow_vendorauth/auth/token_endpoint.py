@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
 import tenacity
 
-from airflow_vendorauth.auth.grants import TokenRequest
+from airflow_vendorauth.auth.discovery import Discovery
+from airflow_vendorauth.auth.discovery import token_endpoint as discovered_token_endpoint
+from airflow_vendorauth.auth.grants import Attempt, TokenRequest
 from airflow_vendorauth.auth.token import AccessToken, parse_token_response
 from airflow_vendorauth.exceptions import InvalidTokenResponseError, TokenRequestError, vendor_error_fields
 from airflow_vendorauth.redact import excerpt, redact
@@ -24,7 +26,6 @@ from airflow_vendorauth.retry import (
     TRANSIENT_STATUSES,
     Outcome,
     RetryPolicy,
-    arun_call,
     call_flow,
     parse_retry_after,
     retry_arguments,
@@ -49,6 +50,15 @@ HINTS: dict[str, str] = {
 DEFAULT_LABELS = {"login": "Client ID", "password": "Client secret"}
 
 
+def _body(request: TokenRequest) -> dict[str, Any]:
+    body: dict[str, Any] = {"headers": request.headers}
+    if request.json is not None:
+        body["json"] = request.json
+    else:
+        body["data"] = request.form
+    return body
+
+
 def first_line(text: str | None) -> str | None:
     """Entra appends Trace ID, Correlation ID and Timestamp lines to every description: the first line
     says what is wrong; the rest is for the task log."""
@@ -56,28 +66,37 @@ def first_line(text: str | None) -> str | None:
 
 
 class TokenEndpoint:
-    """One credential's token endpoint: :meth:`fetch` (sync) and :meth:`afetch` (async)."""
+    """One credential's token endpoint: :meth:`fetch` asks it for a token, with retries.
+
+    Each attempt builds its request anew (``build``): a client assertion is signed for one request, and
+    a rotating refresh token is the newest one. With an ``issuer`` instead of a ``token_url``, the
+    endpoint is discovered on the first fetch (once per process). Fetches are blocking: the async
+    callers run them in a thread, since a token is fetched about once an hour.
+    """
 
     def __init__(
         self,
         *,
         vendor: str,
         conn_id: str,
-        token_request: TokenRequest,
+        build: Callable[[Attempt], TokenRequest],
+        token_url: str | None,
         policy: RetryPolicy,
         timeout: float,
         verify: bool,
         logger: logging.Logger,
+        issuer: str | None = None,
         expect_jwt: bool = False,
         labels: Mapping[str, str] = DEFAULT_LABELS,
         transport: httpx.BaseTransport | None = None,
-        async_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.vendor, self.conn_id, self.request = vendor, conn_id, token_request
+        self.vendor, self.conn_id, self._build = vendor, conn_id, build
+        self._token_url, self._issuer = token_url, issuer
         self._timeout, self._verify, self._expect_jwt, self._log = timeout, verify, expect_jwt, logger
         self._labels = {**DEFAULT_LABELS, **labels}
-        self._transport, self._async_transport = transport, async_transport
+        self._transport = transport
         self._client: httpx.Client | None = None
+        self._current: TokenRequest | None = None
         self._retrying = tenacity.Retrying(
             **retry_arguments(policy, logger=logger, what=f"{vendor} token request for connection {conn_id!r}")
         )
@@ -88,17 +107,20 @@ class TokenEndpoint:
         self.budget_seconds = policy.max_elapsed_seconds + timeout + 5.0
 
     def __repr__(self) -> str:
-        return f"TokenEndpoint(vendor={self.vendor!r}, conn_id={self.conn_id!r}, url={self.request.url!r})"
+        where = self._token_url or f"discovered from {self._issuer}"
+        return f"TokenEndpoint(vendor={self.vendor!r}, conn_id={self.conn_id!r}, url={where!r})"
 
-    def _http_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"headers": self.request.headers}
-        if self.request.json is not None:
-            kwargs["json"] = self.request.json
-        else:
-            kwargs["data"] = self.request.form
-        return kwargs
+    def url(self) -> str:
+        """The token endpoint's URL: configured, or discovered from the issuer (once per process)."""
+        if self._token_url is None:
+            assert self._issuer is not None, "a token endpoint needs a token_url or an issuer"
+            how = Discovery(self.vendor, self.conn_id, self._timeout, self._verify, self._transport)
+            self._token_url = discovered_token_endpoint(self._issuer, how)
+        return self._token_url
 
-    def fetch(self) -> AccessToken:
+    def fetch(self, refresh_token: str | None = None) -> AccessToken:
+        """A token from the endpoint (spending ``refresh_token`` for the refresh grant)."""
+        url = self.url()
         if self._client is None:
             self._client = httpx.Client(
                 timeout=self._timeout, verify=self._verify, follow_redirects=False, transport=self._transport
@@ -106,43 +128,32 @@ class TokenEndpoint:
         client = self._client
 
         def send() -> Outcome:
+            request = self._current = self._build(Attempt(url, refresh_token))
             self.requests_sent += 1
             try:
-                return client.post(self.request.url, **self._http_kwargs())
+                return client.post(url, **_body(request))
             except httpx.TransportError as exc:
                 return exc
 
         return run_call(call_flow(self._retrying, self._interpret), send)
-
-    async def afetch(self) -> AccessToken:
-        # A client per fetch: the async path serves triggers, whose event loops come and go, and an
-        # AsyncClient must not outlive its loop. Token requests are rare, so this costs nothing.
-        async with httpx.AsyncClient(
-            timeout=self._timeout, verify=self._verify, follow_redirects=False, transport=self._async_transport
-        ) as client:
-
-            async def send() -> Outcome:
-                self.requests_sent += 1
-                try:
-                    return await client.post(self.request.url, **self._http_kwargs())
-                except httpx.TransportError as exc:
-                    return exc
-
-            return await arun_call(call_flow(self._retrying, self._interpret), send)
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
 
+    @property
+    def _secrets(self) -> tuple[str, ...]:
+        return self._current.secrets if self._current else ()
+
     # ---- what an answer means -------------------------------------------------------------------
 
     def _error(self, message: str, **kwargs: Any) -> TokenRequestError:
         return TokenRequestError(
-            f"{self.vendor} token request for connection {self.conn_id!r} to {self.request.url} {message}",
+            f"{self.vendor} token request for connection {self.conn_id!r} to {self._token_url} {message}",
             vendor=self.vendor,
             conn_id=self.conn_id,
-            secrets=self.request.secrets,
+            secrets=self._secrets,
             **kwargs,
         )
 
@@ -174,7 +185,7 @@ class TokenEndpoint:
         hint = next((HINTS[c] for c in codes if c in HINTS), None) or HINTS.get(error or "")
         hint = (hint or "check {login}, {password} and the token URL").format(**self._labels)
         if description and description.strip() != first_line(description):
-            self._log.info("%s token endpoint said in full: %s", self.vendor, redact(description, self.request.secrets))
+            self._log.info("%s token endpoint said in full: %s", self.vendor, redact(description, self._secrets))
         raise self._error(
             f"was refused with HTTP {status}: {said}. Fix: {hint}",
             status=status,
@@ -185,7 +196,7 @@ class TokenEndpoint:
 
     def _not_json(self, response: httpx.Response) -> InvalidTokenResponseError:
         content_type = response.headers.get("content-type", "no content type")
-        shown = excerpt(redact(response.text, self.request.secrets), 120) or "an empty body"
+        shown = excerpt(redact(response.text, self._secrets), 120) or "an empty body"
         return InvalidTokenResponseError(
             f"{self.vendor} token endpoint for connection {self.conn_id!r} answered HTTP {response.status_code} "
             f"with {content_type} that is not JSON ({shown!r}); a proxy or a wrong token URL is the usual cause",
@@ -193,5 +204,5 @@ class TokenEndpoint:
             conn_id=self.conn_id,
             status=response.status_code,
             retryable=True,
-            secrets=self.request.secrets,
+            secrets=self._secrets,
         )

@@ -8,6 +8,7 @@ call is the client's; the hook's methods of that kind only hand over to it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -105,7 +106,9 @@ class VendorHook(BaseHook):
             endpoint = TokenEndpoint(
                 vendor=profile.display_name,
                 conn_id=self.conn_id,
-                token_request=profile.build_token_request(s),
+                build=lambda attempt: profile.build_token_request(s, attempt),
+                token_url=s.token_url,
+                issuer=s.issuer,
                 policy=policy,
                 timeout=s.timeout,
                 verify=s.verify,
@@ -113,24 +116,23 @@ class VendorHook(BaseHook):
                 expect_jwt=profile.issues_jwt,
                 labels={"login": profile.login_label, "password": profile.password_label},
                 transport=self._transports[0],
-                async_transport=self._transports[1],
             )
-            identity = [s.extra(name) for name in profile.identity_extras]
-            key = cache_key(profile.conn_type, s.token_url, s.client_id, s.client_secret, *map(_text, identity))
             provider = TokenProvider(
                 endpoint,
-                key=key,
+                key=credential_key(profile, s),
                 shared=shared_cache_for(s.token_cache, logger=self.log),  # type: ignore[arg-type]
+                refresh_seed=profile.refresh_seed(s),
                 on_new_token=lambda token: mask(token.access_token),
                 logger=self.log,  # type: ignore[arg-type]
             )
+            default_pagination = profile.default_pagination
             self._client = ApiClient(
                 s,
                 provider,
                 api_headers=profile.api_headers(s),
-                sensitive_headers=profile.header_names,
+                sensitive_headers=profile.header_names(s),
                 policy=policy,
-                default_pagination=profile.default_pagination,
+                default_pagination=(lambda: default_pagination(s)) if default_pagination else None,
                 logger=self.log,  # type: ignore[arg-type]
                 transport=self._transports[0],
                 async_transport=self._transports[1],
@@ -227,7 +229,15 @@ class VendorHook(BaseHook):
         return True, f"{self.profile.display_name} token obtained, valid for {token.seconds_left()} s{roles}"
 
 
+def credential_key(profile: VendorProfile, s: ConnectionSettings) -> str:
+    """The credential's fingerprint: everything that makes another token (never a secret in clear)."""
+    identity = [s.extra(name) for name in profile.identity_extras]
+    return cache_key(profile.conn_type, s.token_url or s.issuer, s.client_id, s.client_secret, *map(_text, identity))
+
+
 def _text(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
     return None if value is None else str(value)
 
 

@@ -8,6 +8,7 @@ guessed: a body that is not JSON, a missing records path, a page with more recor
 
 from __future__ import annotations
 
+import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -240,3 +241,28 @@ class NextLinkPagination(Pagination):
             return None
         base = page.request.url
         return PageRequest({}, url=str(httpx.URL(base).join(link)) if base else str(link))
+
+
+#: The ``pagination`` extra's styles (the generic ``oauth2`` connection pages an API without code).
+STYLES: dict[str, type[Pagination]] = {
+    "page_number": PageNumberPagination,
+    "offset": OffsetPagination,
+    "cursor": CursorPagination,
+    "next_link": NextLinkPagination,
+}
+
+
+def strategy_from_json(description: Mapping[str, Any]) -> Pagination:
+    """``{"style": "page_number", "page_param": "page", "page_size": 100, "records_path": "items"}`` ->
+    the strategy; ValueError naming the styles or the fields a style takes."""
+    options = dict(description)
+    style = options.pop("style", None)
+    if style not in STYLES:
+        raise ValueError(f"has style {style!r}; use one of {', '.join(STYLES)}")
+    strategy = STYLES[style]
+    try:
+        return strategy(**options)
+    except TypeError:
+        known = ", ".join(f.name for f in dataclasses.fields(strategy))  # type: ignore[arg-type]
+        unknown = ", ".join(sorted(set(options) - {f.name for f in dataclasses.fields(strategy)}))  # type: ignore[arg-type]
+        raise ValueError(f"gives {unknown or 'a wrong value'} to style {style!r}, which takes {known}") from None

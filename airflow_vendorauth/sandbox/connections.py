@@ -20,7 +20,7 @@ def sandbox_connections(
     connection, as a user would have to."""
     c = credentials or SandboxCredentials()
     url = base_url.rstrip("/")
-    common: dict[str, Any] = {"token_cache": token_cache, **({} if verify else {"verify": False})}
+    common: dict[str, Any] = {"cache": token_cache, **({} if verify else {"verify": False})}
     return {
         "kazi_default": {
             "conn_type": "kazi",
@@ -28,9 +28,9 @@ def sandbox_connections(
             "login": c.kazi_client_id,
             "password": c.kazi_client_secret,
             "extra": {
-                "token_url": f"{url}/login/{c.kazi_tenant}/oauth2/token",
+                "auth_url": f"{url}/login/{c.kazi_tenant}/oauth2/token",
                 "resource": c.kazi_resource,
-                "subscription_key": c.kazi_subscription_key,
+                "subscription_api_key": c.kazi_subscription_key,
                 **common,
             },
         },
@@ -40,10 +40,10 @@ def sandbox_connections(
             "login": c.keyavi_client_id,
             "password": c.keyavi_client_secret,
             "extra": {
-                "token_url": f"{url}/login/{c.keyavi_tenant}/oauth2/v2.0/token",
+                "auth_url": f"{url}/login/{c.keyavi_tenant}/oauth2/v2.0/token",
                 "grant_type": "client_credentials",
                 "scope": f"{c.keyavi_app_id_uri}/.default",
-                "subscription_key": c.keyavi_subscription_key,
+                "subscription_api_key": c.keyavi_subscription_key,
                 "caller_id": c.keyavi_caller_id,
                 **common,
             },
@@ -54,12 +54,12 @@ def sandbox_connections(
             "login": c.keyavi_client_id,
             "password": c.keyavi_client_secret,
             "extra": {
-                "token_url": f"{url}/login/{c.keyavi_tenant}/oauth2/v2.0/token",
+                "auth_url": f"{url}/login/{c.keyavi_tenant}/oauth2/v2.0/token",
                 "grant_type": "password",
                 "scope": f"{c.keyavi_app_id_uri}/access_as_user",
                 "username": c.keyavi_username,
                 "user_password": c.keyavi_password,
-                "subscription_key": c.keyavi_subscription_key,
+                "subscription_api_key": c.keyavi_subscription_key,
                 **common,
             },
         },

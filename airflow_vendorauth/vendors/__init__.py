@@ -1,4 +1,5 @@
-"""The vendors, each described once in its own module. A sixth vendor is one more module here."""
+"""The connection types, each described once in its own module: the five vendors and the generic
+``oauth2`` type. A sixth vendor is one more module here."""
 
 from __future__ import annotations
 
@@ -6,10 +7,11 @@ from airflow_vendorauth.vendors.clazar import CLAZAR
 from airflow_vendorauth.vendors.kayzen import KAYZEN
 from airflow_vendorauth.vendors.kazi import KAZI
 from airflow_vendorauth.vendors.keyavi import KEYAVI
+from airflow_vendorauth.vendors.oauth2 import OAUTH2
 from airflow_vendorauth.vendors.profile import VendorProfile
 from airflow_vendorauth.vendors.smartrecruiters import SMARTRECRUITERS
 
-VENDORS: dict[str, VendorProfile] = {p.conn_type: p for p in (KAZI, KEYAVI, KAYZEN, SMARTRECRUITERS, CLAZAR)}
+VENDORS: dict[str, VendorProfile] = {p.conn_type: p for p in (KAZI, KEYAVI, KAYZEN, SMARTRECRUITERS, CLAZAR, OAUTH2)}
 
 
 def profile_for(conn_type: str) -> VendorProfile:

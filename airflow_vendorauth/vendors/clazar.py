@@ -4,10 +4,10 @@ Lists page with ``page``/``page_size`` and put records under ``results``."""
 from __future__ import annotations
 
 from airflow_vendorauth.auth.grants import json_client_credentials
-from airflow_vendorauth.vendors.profile import VendorProfile
+from airflow_vendorauth.vendors.profile import ConnectionSettings, VendorProfile
 
 
-def _pagination() -> object:
+def _pagination(settings: ConnectionSettings) -> object:
     from airflow_vendorauth.pagination import PageNumberPagination
 
     return PageNumberPagination(
@@ -22,6 +22,6 @@ CLAZAR = VendorProfile(
     default_host="https://api.clazar.io",
     host_placeholder="https://api.clazar.io",
     token_url_template="{host}/authenticate/",
-    build_token_request=lambda s: json_client_credentials(s.token_url, s.client_id, s.client_secret),
+    build_token_request=lambda s, attempt: json_client_credentials(attempt.token_url, s.client_id, s.client_secret or ""),
     default_pagination=_pagination,
 )

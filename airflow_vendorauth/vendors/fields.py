@@ -1,37 +1,55 @@
 """Connection extras: how one is declared (its form field and rules), how its value is read, and the
-extras several vendors share, declared once."""
+extras several connection types share, declared once.
+
+Names matter to Airflow: it hides (``***``) every extra whose name contains a sensitive word (``token``,
+``secret``, ``password``, ``api_key``, ``private_key``...) in its UI and REST API, and shows the others. So
+a secret's name carries such a word (``subscription_api_key``, ``user_password``) and a plain field's name
+never does (``auth_url``, ``cache``), while the names earlier releases and the documentation use
+(``token_url``, ``token_cache``, ``subscription_key``...) stay accepted as ``aliases`` in JSON.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from airflow_vendorauth.exceptions import ConnectionConfigError
 
-FieldKind = Literal["string", "integer", "number", "boolean"]
+FieldKind = Literal["string", "integer", "number", "boolean", "json"]
 
 
 @dataclass(frozen=True)
 class ExtraField:
-    """One connection extra: its form field (label, placeholder) and its rules."""
+    """One connection extra: its form field (label, help text with an example) and its rules."""
 
     name: str
     label: str
     description: str
-    placeholder: str = ""
     kind: FieldKind = "string"
     secret: bool = False
     required: bool = False
-    #: Required only when this returns True for the connection's extras (Keyavi's mode-dependent ones).
+    #: Required only when this returns True for the connection's extras (mode-dependent ones).
     required_when: Callable[[Mapping[str, Any]], bool] | None = None
     #: Why it is required when ``required_when`` applies, for the error message.
     required_reason: str = ""
     choices: tuple[str, ...] = ()
     default: Any = None
+    #: Other names accepted for this extra in JSON (``AIRFLOW_CONN_*``, the CLI, the REST API).
+    aliases: tuple[str, ...] = ()
+    #: Text for a long value (a PEM key): a text area in the form.
+    multiline: bool = False
 
     def is_required(self, extras: Mapping[str, Any]) -> bool:
         return self.required or (self.required_when is not None and self.required_when(extras))
+
+    def read(self, extra: Mapping[str, Any], conn_type: str) -> Any:
+        """This field's raw value from a connection's extras, under any of its names."""
+        for name in (self.name, *self.aliases, f"extra__{conn_type}__{self.name}"):
+            if extra.get(name) not in (None, ""):
+                return extra[name]
+        return None
 
 
 MAX_RETRIES_LIMIT = 20
@@ -68,6 +86,8 @@ def coerce(spec: ExtraField, value: Any, fail: Callable[..., ConnectionConfigErr
                 f"give a number of seconds above 0, up to {MAX_TIMEOUT_SECONDS:.0f}",
             )
         return number
+    if spec.kind == "json":
+        return _json_object(spec, value, fail)
     if not isinstance(value, str):
         raise fail(spec.name, f"is a {type(value).__name__}, not text", "give it as a string")
     if spec.choices and value not in spec.choices:
@@ -75,57 +95,98 @@ def coerce(spec: ExtraField, value: Any, fail: Callable[..., ConnectionConfigErr
     return value
 
 
+def _json_object(spec: ExtraField, value: Any, fail: Callable[..., ConnectionConfigError]) -> dict[str, Any]:
+    """A JSON object, given as one (JSON connections) or as its text (the form's text field)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise fail(spec.name, f"is not valid JSON ({exc.args[0]})", 'write a JSON object, e.g. {"a": "b"}') from None
+    if not isinstance(value, dict):
+        raise fail(spec.name, f"is a JSON {type(value).__name__}, not an object", 'write a JSON object, e.g. {"a": "b"}')
+    return value
+
+
 COMMON_FIELDS: tuple[ExtraField, ...] = (
     ExtraField(
-        "token_url",
+        "auth_url",
         "Token URL",
-        "Overrides the vendor's token endpoint (e.g. a sandbox or a proxy). Leave empty for the default.",
-        placeholder="https://login.example.com/oauth2/token",
+        "Overrides the token endpoint (a sandbox, a proxy). Leave empty for the default. "
+        "E.g. https://login.example.com/oauth2/token",
+        aliases=("token_url",),
     ),
-    ExtraField(
-        "timeout", "Timeout (seconds)", "Per-request timeout for token and API calls.", "30", "number", default=30.0
-    ),
+    ExtraField("timeout", "Timeout (seconds)", "Per-request timeout of token and API calls.", "number", default=30.0),
     ExtraField(
         "max_retries",
         "Max retries",
         "Retries of a transient failure (connection error, timeout, 429, 5xx) before giving up.",
-        "4",
         "integer",
         default=4,
     ),
     ExtraField(
-        "verify",
-        "Verify TLS",
-        "TLS certificate verification. Turn off only for a private test host.",
-        kind="boolean",
-        default=True,
+        "verify", "Verify TLS", "TLS certificate verification. Turn off only for a private test host.", "boolean", default=True
     ),
     ExtraField(
-        "token_cache",
+        "cache",
         "Token cache",
-        "Where tokens are shared: memory (this process), file (this machine's tasks) or a Redis URL (every worker).",
-        placeholder="memory | file | redis://127.0.0.1:6379/0",
+        "Where tokens are shared: memory (this process), file (this machine's tasks) or a Redis URL for every "
+        "worker, e.g. redis://redis:6379/0",
         default="memory",
+        aliases=("token_cache",),
     ),
 )
 
 TENANT_ID = ExtraField(
     "tenant_id",
     "Tenant ID",
-    "Microsoft Entra tenant of the application; builds the default token URL (not needed when token_url is set).",
-    placeholder="00000000-0000-0000-0000-000000000000",
+    "Microsoft Entra tenant (a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47); builds the token URL.",
 )
 SUBSCRIPTION_KEY = ExtraField(
-    "subscription_key",
+    "subscription_api_key",
     "Subscription key",
     "API Management subscription key, sent as Ocp-Apim-Subscription-Key on every API call.",
     secret=True,
     required=True,
+    aliases=("subscription_key",),
 )
 
 
+def _uses_certificate(extras: Mapping[str, Any]) -> bool:
+    return extras.get("client_auth") == "private_key_jwt"
+
+
+def client_auth_field(choices: tuple[str, ...], default: str, description: str) -> ExtraField:
+    return ExtraField("client_auth", "Client authentication", description, choices=choices, default=default)
+
+
+def certificate_fields(*, certificate_required: bool) -> tuple[ExtraField, ...]:
+    """The private key (and certificate) of ``client_auth: private_key_jwt``, instead of a client secret."""
+    reason = "(client_auth private_key_jwt signs with it)"
+    return (
+        ExtraField(
+            "private_key",
+            "Private key (PEM)",
+            "The certificate's private key, unencrypted PEM (-----BEGIN PRIVATE KEY-----...), RSA or EC P-256.",
+            secret=True,
+            required_when=_uses_certificate,
+            required_reason=reason,
+            multiline=True,
+        ),
+        ExtraField(
+            "certificate",
+            "Certificate (PEM)",
+            "The public certificate registered with the identity provider (-----BEGIN CERTIFICATE-----...); "
+            "its thumbprints go in the assertion's x5t and x5t#S256.",
+            required_when=_uses_certificate if certificate_required else None,
+            required_reason="(Entra ID finds the registered certificate by its thumbprint)",
+            multiline=True,
+        ),
+        ExtraField("key_id", "Key ID", "The key's id, sent as kid (optional).", aliases=("private_key_id",)),
+    )
+
+
 def username_field(description: str, *, required: bool = False, **rules: object) -> ExtraField:
-    return ExtraField("username", "Username", description, "user@example.com", required=required, **rules)  # type: ignore[arg-type]
+    return ExtraField("username", "Username", description, required=required, **rules)  # type: ignore[arg-type]
 
 
 def user_password_field(description: str, *, required: bool = False, **rules: object) -> ExtraField:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from airflow_vendorauth.auth.grants import basic_password_form
 from airflow_vendorauth.vendors.fields import user_password_field, username_field
-from airflow_vendorauth.vendors.profile import VendorProfile
+from airflow_vendorauth.vendors.profile import ConnectionSettings, VendorProfile
 
 
-def _pagination() -> object:
+def _pagination(settings: ConnectionSettings) -> object:
     from airflow_vendorauth.pagination import PageNumberPagination
 
     return PageNumberPagination(page_param="page", size_param="per_page", page_size=100, records_path="data")
@@ -21,8 +21,8 @@ KAYZEN = VendorProfile(
     default_host="https://api.kayzen.io",
     host_placeholder="https://api.kayzen.io",
     token_url_template="{host}/v1/authentication/token",
-    build_token_request=lambda s: basic_password_form(
-        s.token_url, s.client_id, s.client_secret, s.extra("username"), s.extra("user_password")
+    build_token_request=lambda s, attempt: basic_password_form(
+        attempt.token_url, s.client_id, s.client_secret or "", s.extra("username"), s.extra("user_password")
     ),
     fields=(
         username_field("The email you log in to the Kayzen platform with.", required=True),

@@ -8,12 +8,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from airflow_vendorauth.auth.grants import client_credentials_form
-from airflow_vendorauth.vendors.fields import SUBSCRIPTION_KEY, TENANT_ID, ExtraField
-from airflow_vendorauth.vendors.profile import VendorProfile
+from airflow_vendorauth.auth.grants import Attempt, TokenRequest, oauth2_request
+from airflow_vendorauth.vendors.fields import ExtraField
+from airflow_vendorauth.vendors.microsoft import ENTRA_FIELDS, ENTRA_IDENTITY, SUBSCRIPTION_KEY, apim_headers
+from airflow_vendorauth.vendors.profile import ConnectionSettings, VendorProfile, client_credentials
 
 
-def _pagination() -> object:
+def _token_request(s: ConnectionSettings, attempt: Attempt) -> TokenRequest:
+    grant = {"grant_type": "client_credentials", "resource": s.extra("resource")}
+    return oauth2_request(attempt.token_url, grant, client_credentials(s, "client_secret_post"))
+
+
+def _pagination(settings: ConnectionSettings) -> object:
     from airflow_vendorauth.pagination import PageNumberPagination
 
     return PageNumberPagination(
@@ -45,23 +51,21 @@ KAZI = VendorProfile(
     default_host=None,
     host_placeholder="https://api.kazi.be",
     token_url_template="https://login.microsoftonline.com/{tenant_id}/oauth2/token",
-    build_token_request=lambda s: client_credentials_form(
-        s.token_url, s.client_id, s.client_secret, resource=s.extra("resource")
-    ),
+    build_token_request=_token_request,
     fields=(
-        TENANT_ID,
+        *ENTRA_FIELDS,
         ExtraField(
             "resource",
             "Resource",
-            "Application ID URI or GUID of the Kazi API, sent as the v1 'resource' parameter.",
-            "d00b610c-389f-4a05-97cc-f9a934488c8b",
+            "Application ID URI or GUID of the Kazi API, sent as the v1 'resource' parameter, "
+            "e.g. d00b610c-389f-4a05-97cc-f9a934488c8b",
             required=True,
         ),
         SUBSCRIPTION_KEY,
     ),
-    api_headers=lambda s: {"Ocp-Apim-Subscription-Key": s.extra("subscription_key")},
-    identity_extras=("resource",),
+    api_headers=lambda s: apim_headers(s.extra("subscription_api_key")),
+    identity_extras=("resource", *ENTRA_IDENTITY),
     issues_jwt=True,
     default_pagination=_pagination,
-    header_names=("Ocp-Apim-Subscription-Key",),
+    header_names=lambda s: ("Ocp-Apim-Subscription-Key",),
 )

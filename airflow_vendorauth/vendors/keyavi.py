@@ -8,16 +8,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from airflow_vendorauth.auth.grants import TokenRequest, client_credentials_form, password_form
+from airflow_vendorauth.auth.grants import Attempt, TokenRequest, oauth2_request
 from airflow_vendorauth.exceptions import ConnectionConfigError
-from airflow_vendorauth.vendors.fields import (
-    SUBSCRIPTION_KEY,
-    TENANT_ID,
-    ExtraField,
-    user_password_field,
-    username_field,
-)
-from airflow_vendorauth.vendors.profile import ConnectionSettings, VendorProfile
+from airflow_vendorauth.vendors.fields import ExtraField, user_password_field, username_field
+from airflow_vendorauth.vendors.microsoft import ENTRA_FIELDS, ENTRA_IDENTITY, SUBSCRIPTION_KEY, apim_headers
+from airflow_vendorauth.vendors.profile import ConnectionSettings, VendorProfile, client_credentials
 
 CLIENT_CREDENTIALS = "client_credentials"
 PASSWORD = "password"
@@ -33,21 +28,15 @@ def _is_app_grant(extras: Mapping[str, Any]) -> bool:
     return extras.get("grant_type") == CLIENT_CREDENTIALS
 
 
-def _token_request(s: ConnectionSettings) -> TokenRequest:
+def _token_request(s: ConnectionSettings, attempt: Attempt) -> TokenRequest:
+    grant = {"grant_type": s.extra("grant_type"), "scope": s.extra("scope")}
     if s.extra("grant_type") == PASSWORD:
-        return password_form(
-            s.token_url,
-            s.client_id,
-            s.client_secret,
-            s.extra("username"),
-            s.extra("user_password"),
-            scope=s.extra("scope"),
-        )
-    return client_credentials_form(s.token_url, s.client_id, s.client_secret, scope=s.extra("scope"))
+        grant |= {"username": s.extra("username"), "password": s.extra("user_password")}
+    return oauth2_request(attempt.token_url, grant, client_credentials(s, "client_secret_post"))
 
 
 def _headers(s: ConnectionSettings) -> dict[str, str]:
-    headers = {"Ocp-Apim-Subscription-Key": s.extra("subscription_key")}
+    headers = apim_headers(s.extra("subscription_api_key"))
     if s.extra("grant_type") == CLIENT_CREDENTIALS:
         headers["x-api-caller-id"] = s.extra("caller_id")
     return headers
@@ -65,7 +54,7 @@ def _validate(s: ConnectionSettings) -> None:
         )
 
 
-def _pagination() -> object:
+def _pagination(settings: ConnectionSettings) -> object:
     from airflow_vendorauth.pagination import PageNumberPagination
 
     return PageNumberPagination(
@@ -86,19 +75,18 @@ KEYAVI = VendorProfile(
     token_url_template="https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token",
     build_token_request=_token_request,
     fields=(
-        TENANT_ID,
+        *ENTRA_FIELDS,
         ExtraField(
             "scope",
             "Scope",
-            "The API's application ID URI plus /.default (client credentials) or /access_as_user (password grant).",
-            "api://550e8400-e29b-41d4-a716-446655440000/.default",
+            "The API's application ID URI (or ID) plus /.default (client credentials) or /access_as_user "
+            "(password grant), e.g. api://550e8400-e29b-41d4-a716-446655440000/.default",
             required=True,
         ),
         ExtraField(
             "grant_type",
             "Grant type",
             "client_credentials (as a client app) or password (as a user).",
-            CLIENT_CREDENTIALS,
             choices=(CLIENT_CREDENTIALS, PASSWORD),
             default=CLIENT_CREDENTIALS,
         ),
@@ -116,16 +104,15 @@ KEYAVI = VendorProfile(
         ExtraField(
             "caller_id",
             "Caller ID",
-            "Email of the person or service the calls are made for: x-api-caller-id (client credentials only).",
-            "etl-service@example.com",
-            secret=True,
+            "Email of the person or service the calls are made for, sent as x-api-caller-id (client "
+            "credentials only), e.g. etl-service@example.com",
             required_when=_is_app_grant,
             required_reason="(client-app tokens carry no user, so every call must name one in x-api-caller-id)",
         ),
     ),
     api_headers=_headers,
     validate=_validate,
-    identity_extras=("scope", "grant_type", "username", "user_password"),
+    identity_extras=("scope", "grant_type", "username", "user_password", *ENTRA_IDENTITY),
     default_pagination=_pagination,
-    header_names=("Ocp-Apim-Subscription-Key", "x-api-caller-id"),
+    header_names=lambda s: ("Ocp-Apim-Subscription-Key", "x-api-caller-id"),
 )

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_vendorauth.auth.grants import TokenRequest
+from airflow_vendorauth.auth.assertions import KeyMaterialError, signer_for
+from airflow_vendorauth.auth.grants import Attempt, ClientAuthMethod, ClientCredentials, TokenRequest
 from airflow_vendorauth.exceptions import ConnectionConfigError
 from airflow_vendorauth.vendors.fields import COMMON_FIELDS, ExtraField, coerce
 from airflow_vendorauth.vendors.settings import (
@@ -27,17 +28,22 @@ from airflow_vendorauth.vendors.settings import (
 __all__ = ["ConnectionSettings", "ExtraField", "RawConnection", "VendorProfile"]
 
 
+#: Client authentication styles that need no client secret.
+SECRETLESS_CLIENT_AUTH = ("private_key_jwt", "none")
+
+
 @dataclass(frozen=True)
 class VendorProfile:
-    """A vendor, described once."""
+    """A vendor (or the generic ``oauth2`` type), described once."""
 
     conn_type: str
     display_name: str
     hook_class_name: str
     default_host: str | None
-    #: May use ``{host}`` and any extra by name (``{tenant_id}``).
-    token_url_template: str
-    build_token_request: Callable[[ConnectionSettings], TokenRequest]
+    #: May use ``{host}`` and any extra by name (``{tenant_id}``); None: the connection gives the token URL
+    #: (``auth_url``) or an ``issuer`` whose discovery document names it.
+    token_url_template: str | None
+    build_token_request: Callable[[ConnectionSettings, Attempt], TokenRequest]
     fields: tuple[ExtraField, ...] = ()
     api_headers: Callable[[ConnectionSettings], dict[str, str]] = lambda settings: {}
     #: Extra, vendor-specific rules, run after the generic ones (Keyavi's scope endings).
@@ -49,10 +55,12 @@ class VendorProfile:
     host_placeholder: str = ""
     #: The vendor's tokens are JWTs: one that does not decode is an error, not a mystery.
     issues_jwt: bool = False
-    #: Builds the vendor's default pagination strategy (a factory, so pagination is imported lazily).
-    default_pagination: Callable[[], Any] | None = None
-    #: Vendor headers that must never follow a request to another origin.
-    header_names: tuple[str, ...] = ()
+    #: The default pagination strategy of this connection (a factory: pagination is imported lazily).
+    default_pagination: Callable[[ConnectionSettings], Any] | None = None
+    #: Headers that must never follow a request to another origin (besides Authorization).
+    header_names: Callable[[ConnectionSettings], tuple[str, ...]] = lambda settings: ()
+    #: The grant's refresh token seed extra, for ``grant_type=refresh_token`` (the oauth2 type).
+    refresh_seed: Callable[[ConnectionSettings], str | None] = lambda settings: None
 
     @property
     def conn_name_attr(self) -> str:
@@ -70,6 +78,11 @@ class VendorProfile:
     def secret_extras(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.all_fields if f.secret)
 
+    def label_of(self, name: str) -> str:
+        """The connection form's word for a field."""
+        standard = {"host": "API base URL", "login": self.login_label, "password": self.password_label}
+        return standard.get(name) or next((f.label for f in self.all_fields if f.name == name), name)
+
     # ---- resolution and validation ---------------------------------------------------------------
 
     def resolve(self, raw: RawConnection) -> ConnectionSettings:
@@ -77,7 +90,7 @@ class VendorProfile:
         conn_id = raw.conn_id
 
         def fail(name: str, problem: str, fix: str) -> ConnectionConfigError:
-            return ConnectionConfigError(conn_id, name, problem, fix)
+            return ConnectionConfigError(conn_id, name, problem, fix, label=self.label_of(name))
 
         if raw.conn_type and raw.conn_type != self.conn_type:
             raise fail(
@@ -89,16 +102,17 @@ class VendorProfile:
         base_url = self._base_url(raw, fail)
         client_id = _text(raw.login)
         if not client_id:
-            raise fail("login", "is empty", f"set login to the {self.login_label}")
+            raise fail("login", "is empty", f"fill in {self.login_label}")
         client_secret = _text(raw.password)
-        if not client_secret:
-            raise fail("password", "is empty", f"set password to the {self.password_label}")
-        token_url = self._token_url(base_url, extras, fail)
+        if not client_secret and extras.get("client_auth") not in SECRETLESS_CLIENT_AUTH:
+            raise fail("password", "is empty", f"fill in {self.password_label}")
+        token_url, issuer = self._token_url(base_url, extras, fail)
         settings = ConnectionSettings(
             conn_id=conn_id,
             vendor=self.display_name,
             base_url=base_url,
             token_url=token_url,
+            issuer=issuer,
             client_id=client_id,
             client_secret=client_secret,
             extras=extras,
@@ -106,8 +120,10 @@ class VendorProfile:
             timeout=float(extras["timeout"]),
             max_retries=int(extras["max_retries"]),
             verify=bool(extras["verify"]),
-            token_cache=TokenCacheSetting.parse(str(extras["token_cache"]), fail),
+            token_cache=TokenCacheSetting.parse(str(extras["cache"]), fail),
         )
+        if extras.get("client_auth") == "private_key_jwt":
+            check_key_material(settings, fail)
         self.validate(settings)
         return settings
 
@@ -116,8 +132,7 @@ class VendorProfile:
             raise fail("extra", "is not a JSON object", 'write the extras as a JSON object, e.g. {"timeout": 30}')
         values: dict[str, Any] = {}
         for spec in self.all_fields:
-            # Forms of older Airflow versions stored extras as extra__<conn_type>__<name>.
-            value = raw.extra.get(spec.name, raw.extra.get(f"extra__{self.conn_type}__{spec.name}"))
+            value = spec.read(raw.extra, self.conn_type)
             if isinstance(value, str):
                 value = value.strip()
             if value is None or value == "":
@@ -128,13 +143,13 @@ class VendorProfile:
         for spec in self.all_fields:
             if values[spec.name] is None and spec.is_required(values):
                 reason = f" {spec.required_reason}" if spec.required_when and not spec.required else ""
-                raise fail(spec.name, f"is missing{reason}", f"set the extra {spec.name!r}: {spec.description}")
+                raise fail(spec.name, f"is missing{reason}", f"fill in {spec.label}: {spec.description}")
         return values
 
     def _base_url(self, raw: RawConnection, fail: Callable[..., ConnectionConfigError]) -> str:
         host = _text(raw.host) or self.default_host
         if not host:
-            raise fail("host", "is empty", f"set host to the API base URL, e.g. {self.host_placeholder}")
+            raise fail("host", "is empty", f"fill in the API base URL, e.g. {self.host_placeholder}")
         if "://" not in host:
             raise fail("host", f"has no scheme ({host!r})", f"write the full URL, e.g. https://{host}")
         parts = urlsplit(host)
@@ -143,19 +158,49 @@ class VendorProfile:
         check_url(host, "host", fail)
         return host.rstrip("/")
 
-    def _token_url(self, base_url: str, extras: Mapping[str, Any], fail: Callable[..., ConnectionConfigError]) -> str:
-        url = extras.get("token_url")
+    def _token_url(
+        self, base_url: str, extras: Mapping[str, Any], fail: Callable[..., ConnectionConfigError]
+    ) -> tuple[str | None, str | None]:
+        """The token URL, or (for discovery) the issuer whose metadata names it."""
+        url = extras.get("auth_url")
+        if not url and self.token_url_template is None:
+            issuer = extras.get("issuer")
+            if not issuer:
+                raise fail("auth_url", "is missing", "fill in Token URL, or Issuer to discover it")
+            check_url(str(issuer), "issuer", fail)
+            return None, str(issuer).rstrip("/")
         if not url:
+            assert self.token_url_template is not None
             needed = [n for n in ("tenant_id",) if "{" + n + "}" in self.token_url_template]
             for name in needed:
                 if not extras.get(name):
-                    raise fail(name, "is missing", f"set the extra {name!r} or give the full token_url")
+                    raise fail(name, "is missing", f"fill in {self.label_of(name)}, or give the full Token URL")
             url = self.token_url_template.format(host=base_url, **{n: extras[n] for n in needed})
-        check_url(str(url), "token_url", fail)
-        return str(url)
+        check_url(str(url), "auth_url", fail)
+        return str(url), None
+
+
+def check_key_material(settings: ConnectionSettings, fail: Callable[..., ConnectionConfigError]) -> None:
+    """A private key (and certificate) that can sign client assertions, checked before any request."""
+    s = settings
+    try:
+        signer_for(s.client_id, s.extra("private_key"), s.extra("certificate"), s.extra("key_id"))
+    except KeyMaterialError as exc:
+        field = "certificate" if "certificate" in str(exc) and "belong" not in str(exc) else "private_key"
+        raise fail(field, str(exc), "paste the PEM text of the key (and certificate) registered for this client") from None
+
+
+def client_credentials(settings: ConnectionSettings, default: ClientAuthMethod) -> ClientCredentials:
+    """How the connection's client authenticates: its ``client_auth`` extra, else the type's default."""
+    s = settings
+    method = s.extra("client_auth") or default
+    signer = (
+        signer_for(s.client_id, s.extra("private_key"), s.extra("certificate"), s.extra("key_id"))
+        if method == "private_key_jwt"
+        else None
+    )
+    return ClientCredentials(s.client_id, method, s.client_secret, signer)
 
 
 def _text(value: Any) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
-
-

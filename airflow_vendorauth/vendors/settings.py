@@ -3,13 +3,15 @@ with the rules every URL and the token cache setting obey. Nothing here imports 
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from airflow_vendorauth.exceptions import ConnectionConfigError
+from airflow_vendorauth.urls import check_url, is_loopback
+
+__all__ = ["ConnectionSettings", "RawConnection", "TokenCacheSetting", "check_url", "is_loopback"]
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,7 @@ class TokenCacheSetting:
         if parts.scheme in ("redis", "rediss") and parts.hostname:
             return cls("redis", value)
         raise fail(
-            "token_cache",
+            "cache",
             f"is {value!r}",
             "use memory, file, or a Redis URL such as redis://127.0.0.1:6379/0 (rediss:// for TLS)",
         )
@@ -63,9 +65,12 @@ class ConnectionSettings:
     conn_id: str
     vendor: str
     base_url: str
-    token_url: str
+    #: None when ``issuer`` is set: the token endpoint is discovered from the issuer's metadata.
+    token_url: str | None
+    issuer: str | None
     client_id: str
-    client_secret: str
+    #: None for client authentication without a secret (private_key_jwt, none).
+    client_secret: str | None
     extras: Mapping[str, Any]
     secret_extras: tuple[str, ...]
     timeout: float
@@ -79,44 +84,18 @@ class ConnectionSettings:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every value that must be masked: the client secret and the sensitive extras."""
-        values = [self.client_secret] + [str(self.extras[n]) for n in self.secret_extras if self.extras.get(n)]
+        values = [self.client_secret] if self.client_secret else []
+        for name in self.secret_extras:
+            value = self.extras.get(name)
+            if isinstance(value, dict):
+                values.extend(str(v) for v in value.values() if v)
+            elif value:
+                values.append(str(value))
         return tuple(values)
 
     def __repr__(self) -> str:
         return (
             f"ConnectionSettings(conn_id={self.conn_id!r}, vendor={self.vendor!r}, base_url={self.base_url!r}, "
-            f"token_url={self.token_url!r}, client_id={self.client_id!r}, client_secret='***', "
+            f"token_url={self.token_url or self.issuer!r}, client_id={self.client_id!r}, client_secret='***', "
             f"token_cache={str(self.token_cache)!r})"
         )
-
-
-def is_loopback(hostname: str | None) -> bool:
-    """True for 127.0.0.0/8, ::1 and localhost, judged on the parsed hostname, never on a prefix."""
-    if not hostname:
-        return False
-    if hostname.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(hostname).is_loopback
-    except ValueError:
-        return False
-
-
-def check_url(url: str, name: str, fail: Callable[..., ConnectionConfigError]) -> None:
-    """An absolute http(s) URL, https unless its parsed host is loopback."""
-    try:
-        parts = urlsplit(url)
-        hostname = parts.hostname
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError as exc:
-        raise fail(name, f"is not a valid URL ({exc})", "write a URL such as https://api.example.com") from None
-    if parts.scheme not in ("http", "https") or not hostname:
-        raise fail(name, f"is not an http(s) URL ({url!r})", "write a URL such as https://api.example.com")
-    if parts.scheme == "http" and not is_loopback(hostname):
-        raise fail(
-            name,
-            f"uses plain http for {hostname!r}",
-            "use https (plain http is allowed only for 127.0.0.0/8, ::1 and localhost)",
-        )
-
-

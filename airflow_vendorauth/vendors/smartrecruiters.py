@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-from airflow_vendorauth.auth.grants import client_credentials_form
-from airflow_vendorauth.vendors.profile import VendorProfile
+from airflow_vendorauth.auth.grants import oauth2_request
+from airflow_vendorauth.vendors.profile import ConnectionSettings, VendorProfile, client_credentials
 
 
-def _pagination() -> object:
+def _pagination(settings: ConnectionSettings) -> object:
     from airflow_vendorauth.pagination import CursorPagination
 
     return CursorPagination(
@@ -22,6 +22,8 @@ SMARTRECRUITERS = VendorProfile(
     default_host="https://api.smartrecruiters.com",
     host_placeholder="https://api.smartrecruiters.com",
     token_url_template="{host}/identity/oauth/token",
-    build_token_request=lambda s: client_credentials_form(s.token_url, s.client_id, s.client_secret),
+    build_token_request=lambda s, attempt: oauth2_request(
+        attempt.token_url, {"grant_type": "client_credentials"}, client_credentials(s, "client_secret_post")
+    ),
     default_pagination=_pagination,
 )

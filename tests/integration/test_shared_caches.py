@@ -58,7 +58,7 @@ def cache_env(vendor_sandbox: Sandbox, sandbox_connections: dict, tmp_path: Path
 
 def with_cache(env: dict[str, str], token_cache: str) -> dict[str, str]:
     conn = json.loads(env["AIRFLOW_CONN_CLAZAR_DEFAULT"])
-    conn["extra"]["token_cache"] = token_cache
+    conn["extra"]["cache"] = token_cache
     return {**env, "AIRFLOW_CONN_CLAZAR_DEFAULT": json.dumps(conn)}
 
 

@@ -186,7 +186,7 @@ def test_test_connection_asks_the_vendor_even_when_a_shared_cache_has_a_token(
     if backend == "redis":
         require_redis()
         clear_redis_tokens()
-    env = tuned(process_env, token_cache="file" if backend == "file" else REDIS_URL)
+    env = tuned(process_env, cache="file" if backend == "file" else REDIS_URL)
     (first,) = run_tasks(env, 1)  # a task fetches and shares a token
     assert first["requests"] == 1
     vendor_sandbox.rotate_secret("kazi")  # the vendor's admin rotates the client secret
@@ -203,7 +203,7 @@ def test_a_successful_test_stores_its_fresh_token_in_the_shared_cache(
     if backend == "redis":
         require_redis()
         clear_redis_tokens()
-    env = tuned(process_env, token_cache="file" if backend == "file" else REDIS_URL)
+    env = tuned(process_env, cache="file" if backend == "file" else REDIS_URL)
     (first,) = run_tasks(env, 1)
     (test,) = run_tasks(env, 1, "test")
     assert test["ok"] is True and test["requests"] == 1, test
@@ -258,7 +258,7 @@ def test_four_processes_and_a_35_second_token_endpoint_make_one_request(
     if backend == "redis":
         require_redis()
         clear_redis_tokens()
-    env = tuned(process_env, token_cache="file" if backend == "file" else REDIS_URL, timeout=60)
+    env = tuned(process_env, cache="file" if backend == "file" else REDIS_URL, timeout=60)
     vendor_sandbox.add_fault(vendor="kazi", route="token", latency_ms=35_000)
     answers = run_tasks(env, 4)
     assert vendor_sandbox.token_requests("kazi") == 1
@@ -269,7 +269,7 @@ def test_four_processes_and_a_35_second_token_endpoint_make_one_request(
 def test_a_redis_lock_holder_that_dies_mid_fetch_frees_the_lock(process_env: dict, vendor_sandbox: Sandbox) -> None:
     require_redis()
     clear_redis_tokens()
-    env = tuned(process_env, token_cache=REDIS_URL, timeout=60)
+    env = tuned(process_env, cache=REDIS_URL, timeout=60)
     vendor_sandbox.add_fault(vendor="kazi", route="token", latency_ms=30_000, count=1)
     (holder,) = start_tasks(env, 1)
     deadline = time.monotonic() + 60

@@ -325,7 +325,7 @@ def test_reprs_show_no_secret(monkeypatch: pytest.MonkeyPatch, name: str) -> Non
             hook.client,  # type: ignore[attr-defined]
             hook.client.provider,  # type: ignore[attr-defined]
             hook.client.provider.endpoint,  # type: ignore[attr-defined]
-            hook.client.provider.endpoint.request,  # type: ignore[attr-defined]
+            hook.client.provider.endpoint._current,  # type: ignore[attr-defined]
             hook.client._auth,  # type: ignore[attr-defined]
         )
     ) + str(token)

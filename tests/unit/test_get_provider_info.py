@@ -10,7 +10,7 @@ from airflow_vendorauth.get_provider_info import get_provider_info
 from airflow_vendorauth.vendors import VENDORS
 from tests.unit.fakes import hook_for
 
-CONN_TYPES = ["kazi", "keyavi", "kayzen", "smartrecruiters", "clazar"]
+CONN_TYPES = ["kazi", "keyavi", "kayzen", "smartrecruiters", "clazar", "oauth2"]
 
 
 def test_provider_info_matches_the_distribution_and_lists_every_connection_type() -> None:
@@ -27,10 +27,10 @@ def test_airflow_providers_manager_sees_hooks_and_form_fields() -> None:
     assert "airflow-vendorauth" in manager.providers
     for conn_type in CONN_TYPES:
         assert manager.hooks[conn_type] is not None
-        assert manager.field_behaviours[conn_type]["hidden_fields"] == ["schema", "port"]
+        assert manager.field_behaviours[conn_type]["hidden_fields"] == ["schema"]
     widgets = manager.connection_form_widgets
     assert widgets["extra__kazi__resource"].field["schema"]["title"] == "Resource"
-    assert widgets["extra__kazi__subscription_key"].is_sensitive
+    assert widgets["extra__kazi__subscription_api_key"].is_sensitive
     assert widgets["extra__keyavi__grant_type"].field["schema"]["enum"][:2] == ["client_credentials", "password"]
     assert widgets["extra__kayzen__user_password"].is_sensitive
     assert manager.field_behaviours["kayzen"]["relabeling"]["login"] == "API key"
@@ -40,7 +40,12 @@ def test_airflow_providers_manager_sees_hooks_and_form_fields() -> None:
 def test_hook_follows_airflow_naming_conventions(conn_type: str) -> None:
     from airflow_vendorauth.hooks.base import VendorHook
 
-    hook_cls = type(hook_for({"keyavi": "keyavi"}.get(conn_type, conn_type)))
+    if conn_type == "oauth2":
+        from airflow_vendorauth.hooks.oauth2 import OAuth2Hook
+
+        hook_cls: type = OAuth2Hook
+    else:
+        hook_cls = type(hook_for(conn_type))
     assert issubclass(hook_cls, VendorHook)
     assert hook_cls.conn_type == conn_type
     assert hook_cls.conn_name_attr == f"{conn_type}_conn_id"
@@ -48,3 +53,29 @@ def test_hook_follows_airflow_naming_conventions(conn_type: str) -> None:
     assert list(params)[1] == hook_cls.conn_name_attr
     assert params[hook_cls.conn_name_attr].default == f"{conn_type}_default" == hook_cls.default_conn_name
     assert VENDORS[conn_type].hook_class_name == f"{hook_cls.__module__}.{hook_cls.__name__}"
+
+
+def test_airflow_hides_every_secret_field_and_no_other() -> None:
+    """Airflow hides (***) an extra whose name contains a sensitive word, in the UI and the REST API, with
+    its default settings: each secret field's name must be hidden, and no other field's name may be
+    (a default such as "memory" shown as *** is saved as ***)."""
+    from airflow.sdk._shared.secrets_masker import SecretsMasker
+
+    masker = SecretsMasker()
+    masker.hide_sensitive_var_conn_fields = True
+    from airflow.sdk._shared.secrets_masker.secrets_masker import DEFAULT_SENSITIVE_FIELDS
+
+    masker.sensitive_variables_fields = list(DEFAULT_SENSITIVE_FIELDS)
+    for profile in VENDORS.values():
+        for spec in profile.all_fields:
+            for stored_as in (spec.name, f"extra__{profile.conn_type}__{spec.name}"):
+                assert masker.should_hide_value_for_key(stored_as) == spec.secret, (profile.conn_type, stored_as)
+
+
+def test_required_extras_are_marked_required_in_the_form() -> None:
+    fields = {c["connection-type"]: c["conn-fields"] for c in get_provider_info()["connection-types"]}
+    assert fields["kazi"]["resource"]["schema"]["type"] == "string"  # no null: the form marks and requires it
+    assert fields["kazi"]["subscription_api_key"]["schema"] == {"type": "string", "format": "password"}
+    assert fields["kazi"]["tenant_id"]["schema"]["type"] == ["string", "null"]
+    assert fields["oauth2"]["private_key"]["schema"]["format"] == "password"
+    assert fields["oauth2"]["certificate"]["schema"]["format"] == "multiline"

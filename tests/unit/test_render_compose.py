@@ -69,7 +69,7 @@ def test_connections_come_from_the_one_source_and_pass_our_own_validation(compos
     assert found == expected
     for name, value in found.items():
         conn = json.loads(value)
-        assert conn["extra"]["token_cache"].startswith("redis://redis:6379")
+        assert conn["extra"]["cache"].startswith("redis://redis:6379")
         settings = VENDORS[conn["conn_type"]].resolve(
             RawConnection(
                 conn_id=name,
