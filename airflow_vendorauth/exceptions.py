@@ -35,8 +35,11 @@ class VendorAuthError(Exception):
     #: Whether trying the same thing again may succeed (network blips, 429, 5xx).
     retryable: bool = False
 
-    def __init__(self, message: str, *, secrets: tuple[str, ...] = ()) -> None:
+    def __init__(self, message: str, *, secrets: tuple[str, ...] = (), summary: str | None = None) -> None:
         super().__init__(redact(message, secrets))
+        #: The message in the connection form's words, without the connection id: what the UI's Test
+        #: shows (Airflow tests a temporary copy of the connection, under an id of its own).
+        self.summary = redact(summary, secrets) if summary else str(self)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self)!r})"
@@ -53,7 +56,8 @@ class ConnectionConfigError(VendorAuthError, ValueError):
         self.field = field
         #: The form's word for the field; the JSON name follows in parentheses.
         named = f"{label} ({field})" if label and label != field else f"field {field!r}"
-        super().__init__(f"Connection {conn_id!r}: {named} {problem}. Fix: {fix}")
+        said = f"{named} {problem}. Fix: {fix}"
+        super().__init__(f"Connection {conn_id!r}: {said}", summary=said[0].upper() + said[1:])
 
 
 class TokenRequestError(VendorAuthError):
@@ -71,6 +75,7 @@ class TokenRequestError(VendorAuthError):
         retryable: bool = False,
         retry_after: float | None = None,
         secrets: tuple[str, ...] = (),
+        summary: str | None = None,
     ) -> None:
         self.vendor = vendor
         self.conn_id = conn_id
@@ -80,7 +85,7 @@ class TokenRequestError(VendorAuthError):
         self.retryable = retryable
         #: Seconds the server asked us to wait (``Retry-After``) before the next attempt.
         self.retry_after = retry_after
-        super().__init__(message, secrets=secrets)
+        super().__init__(message, secrets=secrets, summary=summary)
 
 
 class InvalidTokenResponseError(TokenRequestError):

@@ -63,9 +63,10 @@ def token_endpoint(issuer: str, how: Discovery) -> str:
                 with _guard:
                     _found[issuer] = endpoint
                 return endpoint
+    said = f"no usable metadata for issuer {issuer} ({'; '.join(tried)}). Fix: check Issuer, or fill in Token URL instead"
     raise TokenRequestError(
-        f"{how.vendor} connection {how.conn_id!r}: no usable metadata for issuer {issuer} ({'; '.join(tried)}). "
-        "Fix: check Issuer, or fill in Token URL instead",
+        f"{how.vendor} connection {how.conn_id!r}: {said}",
+        summary=said[0].upper() + said[1:],
         vendor=how.vendor,
         conn_id=how.conn_id,
         error="discovery_failed",

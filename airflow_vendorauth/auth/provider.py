@@ -121,11 +121,14 @@ class TokenProvider:
 
     def _spent(self, error: TokenRequestError) -> TokenRequestError:
         said = ": ".join(p for p in (error.error, error.error_description) if p)
+        why = (
+            f"the refresh token was refused ({said}); it was spent by another process or revoked. Fix: put a new "
+            "refresh token in Refresh token (refresh_token); with more than one task process, set Token cache "
+            "to file or a Redis URL so they share the newest one"
+        )
         return TokenRequestError(
-            f"{self.endpoint.vendor} connection {self.endpoint.conn_id!r}: the refresh token was refused ({said}); "
-            "it was spent by another process or revoked. Fix: put a new refresh token in Refresh token "
-            "(refresh_token); with more than one task process, set Token cache to file or a Redis URL so "
-            "they share the newest one",
+            f"{self.endpoint.vendor} connection {self.endpoint.conn_id!r}: {why}",
+            summary=why[0].upper() + why[1:],
             vendor=self.endpoint.vendor,
             conn_id=self.endpoint.conn_id,
             status=error.status,

@@ -46,6 +46,11 @@ HINTS: dict[str, str] = {
     "AADSTS70011": "the scope is invalid: check Scope",
     "AADSTS50126": "the user's password is wrong: check User password",
     "AADSTS50076": "the user needs MFA, which the password grant cannot do: use client_credentials",
+    "AADSTS700027": "the certificate is not the one registered for the app: upload it in Entra ID (App "
+    "registrations > Certificates & secrets) or fill in the registered one",
+    "AADSTS700024": "the client assertion is outside its time range: check this machine's clock",
+    "AADSTS700023": "the client assertion's audience must be the token endpoint: fill in Token URL exactly, or leave "
+    "it empty to use Entra's",
 }
 DEFAULT_LABELS = {"login": "Client ID", "password": "Client secret"}
 
@@ -154,6 +159,7 @@ class TokenEndpoint:
             vendor=self.vendor,
             conn_id=self.conn_id,
             secrets=self._secrets,
+            summary=f"The {self.vendor} token endpoint {message}",
             **kwargs,
         )
 

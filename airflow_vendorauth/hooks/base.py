@@ -114,7 +114,7 @@ class VendorHook(BaseHook):
                 verify=s.verify,
                 logger=self.log,  # type: ignore[arg-type]
                 expect_jwt=profile.issues_jwt,
-                labels={"login": profile.login_label, "password": profile.password_label},
+                labels={"login": profile.login_label, "password": _credential_label(profile, s)},
                 transport=self._transports[0],
             )
             provider = TokenProvider(
@@ -224,9 +224,18 @@ class VendorHook(BaseHook):
         try:
             token = self.get_token(force_refresh=True)
         except VendorAuthError as error:
-            return False, str(error)
+            self.log.info("Test of connection %r failed: %s", self.conn_id, error)
+            return False, error.summary
         roles = f"; roles: {', '.join(token.roles)}" if token.roles else ""
         return True, f"{self.profile.display_name} token obtained, valid for {token.seconds_left()} s{roles}"
+
+
+def _credential_label(profile: VendorProfile, s: ConnectionSettings) -> str:
+    """What proves the client, in the form's words, for the fix of a refusal."""
+    method = s.extra("client_auth")
+    if method == "private_key_jwt":
+        return "Private key and Certificate (as registered with the identity provider)"
+    return "Client ID alone (a public client)" if method == "none" else profile.password_label
 
 
 def credential_key(profile: VendorProfile, s: ConnectionSettings) -> str:

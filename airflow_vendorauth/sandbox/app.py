@@ -16,30 +16,39 @@ All five vendors are served by one server, told apart by path prefix:
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import asdict
 from typing import Any
 
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from airflow_vendorauth.sandbox import apis, identity
+from airflow_vendorauth.sandbox import apis, authorization_server, identity
 from airflow_vendorauth.sandbox.state import VENDOR_NAMES, FaultRule, SandboxState
 
 TOKEN_PATHS = {
     "kayzen": "/kayzen/v1/authentication/token",
     "smartrecruiters": "/smartrecruiters/identity/oauth/token",
     "clazar": "/clazar/authenticate/",
+    "oauth2": "/oauth2/token",
 }
+_MICROSOFT_TOKEN = re.compile(r"^(/login)?/[^/]+/oauth2/(v2\.0/)?token$")
+_MICROSOFT_METADATA = re.compile(r"^(/login)?/[^/]+(/v2\.0)?/\.well-known/openid-configuration$")
 
 
 def classify(path: str) -> tuple[str, str, bool]:
-    """(vendor, route, is_token_request) of a request path."""
-    if path.startswith("/login/"):
-        return ("keyavi" if "/v2.0/" in path else "kazi"), "token", True
+    """(vendor, route, is_token_request) of a request path; metadata documents are not token requests.
+    Entra's endpoints are served under /login/{tenant}/ and, as Entra's login host has them, /{tenant}/."""
+    if _MICROSOFT_TOKEN.match(path) or _MICROSOFT_METADATA.match(path) or path.startswith("/login/"):
+        vendor = "keyavi" if "/v2.0/" in path else "kazi"
+        return (vendor, "token", True) if _MICROSOFT_TOKEN.match(path) else (vendor, "metadata", False)
     for vendor, token_path in TOKEN_PATHS.items():
         if path == token_path:
             return vendor, "token", True
+    if path.startswith(("/oauth2/", "/.well-known/")):
+        return "oauth2", "metadata", False
     head, _, rest = path.lstrip("/").partition("/")
+    head = "oauth2" if head == "oauth2-api" else head
     vendor = head if head in VENDOR_NAMES else "other"
     return vendor, "/" + rest, False
 
@@ -57,7 +66,7 @@ class FaultsAndCounters:
             return
         state = self.state
         vendor, route, is_token = classify(scope["path"])
-        state.count(vendor, "token_requests" if is_token else "api_requests")
+        state.count(vendor, "token_requests" if is_token else "metadata_requests" if route == "metadata" else "api_requests")
 
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -131,6 +140,7 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
     app.state.sandbox = state
     app.include_router(identity.router(state))
     app.include_router(apis.router(state))
+    app.include_router(authorization_server.router(state))
 
     @app.get("/_admin/health")
     async def health() -> dict[str, str]:
@@ -189,6 +199,8 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
             state.sizes.update(body.get("sizes", {}))
             if "scan_seconds" in body:
                 state.scan_seconds = float(body["scan_seconds"])
+            if "assertion_audience" in body:
+                state.assertion_audience = body["assertion_audience"]
         return {"lifetimes": state.lifetimes, "sizes": state.sizes, "scan_seconds": state.scan_seconds}
 
     return FaultsAndCounters(app, state)  # type: ignore[return-value]

@@ -50,6 +50,9 @@ class Sandbox:
         if not self.url:
             self.stop()
             raise RuntimeError("the sandbox did not start; see its log")
+        if self.url.startswith("https://"):  # its own self-signed certificate (--tls-hostname)
+            self._admin.close()
+            self._admin = httpx.Client(timeout=10.0, verify=False)
         # Keep draining stdout so the child never blocks on a full pipe.
         threading.Thread(target=self.process.stdout.read, daemon=True).start()
         self._wait_healthy(deadline)
@@ -122,6 +125,10 @@ class Sandbox:
     def rotate_secret(self, vendor: str) -> None:
         """Rotate the vendor's client secret (Kayzen: the API secret): the connections' one is refused."""
         self._post("rotate_secret", vendor=vendor)
+
+    def seed_refresh_token(self, client_id: str, scope: str = "items.read") -> str:
+        """A refresh token of the generic authorization server, as a user would get once, interactively."""
+        return str(self._post("oauth2/refresh_token", client_id=client_id, scope=scope)["refresh_token"])
 
     def malformed(self, vendor: str, mode: str, count: int = 1) -> None:
         self._post("malformed", {"vendor": vendor, "mode": mode, "count": count})

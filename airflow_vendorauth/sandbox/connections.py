@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from airflow_vendorauth.sandbox.state import SandboxCredentials
+from airflow_vendorauth.sandbox.state import SandboxCredentials, sandbox_key
 
 
 def sandbox_connections(
@@ -21,19 +21,20 @@ def sandbox_connections(
     c = credentials or SandboxCredentials()
     url = base_url.rstrip("/")
     common: dict[str, Any] = {"cache": token_cache, **({} if verify else {"verify": False})}
-    return {
-        "kazi_default": {
-            "conn_type": "kazi",
-            "host": f"{url}/kazi",
-            "login": c.kazi_client_id,
-            "password": c.kazi_client_secret,
-            "extra": {
-                "auth_url": f"{url}/login/{c.kazi_tenant}/oauth2/token",
-                "resource": c.kazi_resource,
-                "subscription_api_key": c.kazi_subscription_key,
-                **common,
-            },
+    kazi: dict[str, Any] = {
+        "conn_type": "kazi",
+        "host": f"{url}/kazi",
+        "login": c.kazi_client_id,
+        "password": c.kazi_client_secret,
+        "extra": {
+            "auth_url": f"{url}/login/{c.kazi_tenant}/oauth2/token",
+            "resource": c.kazi_resource,
+            "subscription_api_key": c.kazi_subscription_key,
+            **common,
         },
+    }
+    return {
+        "kazi_default": kazi,
         "keyavi_default": {
             "conn_type": "keyavi",
             "host": f"{url}/keyavi/api",
@@ -84,7 +85,46 @@ def sandbox_connections(
             "password": c.clazar_client_secret,
             "extra": dict(common),
         },
+        # Kazi with a certificate instead of a client secret (client_auth private_key_jwt), as Entra tenants
+        # that forbid secrets require.
+        "kazi_certificate": _with_certificate(kazi),
+        # The generic type: an issuer to discover, client_secret_basic, paging described in JSON.
+        "oauth2_default": oauth2_connection(url, token_cache=token_cache, verify=verify, credentials=c),
     }
+
+
+def _with_certificate(conn: dict[str, Any]) -> dict[str, Any]:
+    key, certificate = sandbox_key("rsa")
+    conn = {**conn, "password": None}
+    conn["extra"] = {**conn["extra"], "client_auth": "private_key_jwt", "private_key": key, "certificate": certificate}
+    return conn
+
+
+def oauth2_connection(
+    url: str,
+    *,
+    grant_type: str = "client_credentials",
+    client_auth: str = "client_secret_basic",
+    token_cache: str = "memory",
+    verify: bool = True,
+    credentials: SandboxCredentials | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """An ``oauth2`` connection to the sandbox's generic authorization server, for one grant and one
+    client authentication style (each style has its own registered client there)."""
+    c = credentials or SandboxCredentials()
+    client_id = {v: k for k, v in c.oauth2_clients().items()}[client_auth]
+    extras: dict[str, Any] = {"issuer": f"{url.rstrip('/')}/oauth2", "grant_type": grant_type, "client_auth": client_auth}
+    extras["scope"] = "items.read"
+    extras["pagination"] = {"style": "page_number", "page_param": "page", "size_param": "per_page",
+                            "page_size": 50, "records_path": "items", "total_path": "total"}
+    if grant_type == "password":
+        extras |= {"username": c.oauth2_username, "user_password": c.oauth2_password}
+    if client_auth == "private_key_jwt":
+        extras |= dict(zip(("private_key", "certificate"), sandbox_key("rsa"), strict=True)) | {"key_id": "rsa-1"}
+    extras |= {"cache": token_cache, **({} if verify else {"verify": False}), **extra}
+    secret = c.oauth2_client_secret if client_auth.startswith("client_secret") else None
+    return {"conn_type": "oauth2", "host": f"{url.rstrip('/')}/oauth2-api", "login": client_id, "password": secret, "extra": extras}
 
 
 def env_var_name(conn_id: str) -> str:

@@ -163,6 +163,7 @@ DATASETS: dict[str, tuple[Callable[[int, int], dict[str, Any]], int]] = {
     "clazar.contracts": (_simple("contracts"), 60),
     "clazar.opportunities": (_simple("opportunities"), 90),
     "clazar.private_offers": (_simple("private_offers"), 40),
+    "oauth2.items": (_simple("items"), 230),
 }
 
 

@@ -19,7 +19,8 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from airflow_vendorauth.sandbox.state import SandboxState
+from airflow_vendorauth.sandbox.assertions import RegisteredCertificate
+from airflow_vendorauth.sandbox.state import SandboxState, sandbox_key
 
 SIGNING_KEY = b"vendorauth-sandbox-signing-key"
 KAZI_ROLES = ["read:expectations", "scan:jobs", "scan:talent"]
@@ -83,7 +84,45 @@ def _malformed(state: SandboxState, vendor: str, good: dict[str, Any]) -> Respon
     raise ValueError(f"unknown malformed token mode {mode!r}")
 
 
-def _microsoft_common(state: SandboxState, form: dict[str, str] | None, tenant: str, vendor: str) -> Response | None:
+#: How Entra ID words each way a client assertion fails (AADSTS codes; a replayed jti is the sandbox's
+#: choice of code, as Entra's public list names none for it).
+_ASSERTION_REFUSALS = {
+    "unknown_key": (700027, "The certificate with identifier used to sign the client assertion is not registered on application."),
+    "signature": (700027, "Client assertion failed signature validation."),
+    "audience": (700023, "Client assertion audience claim does not match Realm issuer."),
+    "issuer": (700021, "Client assertion application identifier doesn't match 'client_id' parameter."),
+    "time": (700024, "Client assertion is not within its valid time range."),
+    "replayed": (50013, "Assertion failed signature validation. [Reason - The assertion was already used.]"),
+    "malformed": (50027, "Invalid JWT token. The client assertion is not a well-formed JWT."),
+}
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def _microsoft_client_auth(state: SandboxState, form: dict[str, str], client_secret: str, audience: str) -> Response | None:
+    """A client secret, or a client assertion signed with the certificate registered for the app."""
+    if "client_assertion" not in form:
+        if not hmac.compare_digest(form.get("client_secret", ""), client_secret):
+            return _microsoft_error(
+                401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent is correct."
+            )
+        return None
+    if "client_secret" in form:
+        return _microsoft_error(400, "invalid_request", 700025, "Send either a client_secret or a client_assertion, not both.")
+    if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
+        return _microsoft_error(400, "invalid_request", 7000216, "'client_assertion_type' is missing or malformed.")
+    registered = [RegisteredCertificate(sandbox_key("rsa")[1])]
+    refusal = state.assertions.verify(
+        form["client_assertion"], client_id=form.get("client_id", ""), audience=audience, certificates=registered
+    )
+    if refusal is not None:
+        code, words = _ASSERTION_REFUSALS[refusal.problem]
+        return _microsoft_error(401, "invalid_client", code, words)
+    return None
+
+
+def _microsoft_common(
+    state: SandboxState, form: dict[str, str] | None, tenant: str, vendor: str, audience: str
+) -> Response | None:
     c = state.credentials
     known_tenant = c.kazi_tenant if vendor == "kazi" else c.keyavi_tenant
     client_id = c.kazi_client_id if vendor == "kazi" else c.keyavi_client_id
@@ -106,21 +145,61 @@ def _microsoft_common(state: SandboxState, form: dict[str, str] | None, tenant: 
             700016,
             f"Application with identifier '{form.get('client_id')}' was not found in the directory.",
         )
-    if not hmac.compare_digest(form.get("client_secret", ""), client_secret):
-        return _microsoft_error(
-            401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent is correct."
-        )
-    return None
+    return _microsoft_client_auth(state, form, client_secret, audience)
+
+
+def _openid_configuration(state: SandboxState, request: Request, tenant: str, version: str) -> Response:
+    c = state.credentials
+    if tenant not in (c.kazi_tenant, c.keyavi_tenant):
+        return _microsoft_error(400, "invalid_tenant", 90002, f"Tenant '{tenant}' not found.")
+    # The document names the endpoints the way it was asked for: under /login/ or, as Entra's own login
+    # host does (and as MSAL requires: https://host/{tenant}), at the root.
+    prefix = "/login" if request.url.path.startswith("/login/") else ""
+    base = f"{str(request.base_url).rstrip('/')}{prefix}/{tenant}"
+    path = "/oauth2/v2.0" if version == "v2.0" else "/oauth2"
+    return JSONResponse(
+        {
+            "issuer": f"{base}/v2.0" if version == "v2.0" else f"{base}/",
+            "token_endpoint": f"{base}{path}/token",
+            "authorization_endpoint": f"{base}{path}/authorize",
+            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+            "jwks_uri": f"{base}/discovery/v2.0/keys",
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+            "scopes_supported": ["openid", "profile", "email", "offline_access"],
+            "subject_types_supported": ["pairwise"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+            "tenant_region_scope": "EU",
+        }
+    )
+
+
+def _token_url(state: SandboxState, request: Request) -> str:
+    """The URL this token request was sent to (or the one set as the server's own): what a client
+    assertion's ``aud`` must name."""
+    return state.assertion_audience or str(request.url).split("?")[0]
 
 
 def router(state: SandboxState) -> APIRouter:
     api = APIRouter()
 
+    @api.get("/{tenant}/v2.0/.well-known/openid-configuration")
+    @api.get("/login/{tenant}/v2.0/.well-known/openid-configuration")
+    async def openid_configuration_v2(tenant: str, request: Request) -> Response:
+        """Entra's tenant metadata (v2.0), so MSAL and other OIDC clients can be pointed at the sandbox."""
+        return _openid_configuration(state, request, tenant, "v2.0")
+
+    @api.get("/{tenant}/.well-known/openid-configuration")
+    @api.get("/login/{tenant}/.well-known/openid-configuration")
+    async def openid_configuration_v1(tenant: str, request: Request) -> Response:
+        return _openid_configuration(state, request, tenant, "v1")
+
+    @api.post("/{tenant}/oauth2/token")
     @api.post("/login/{tenant}/oauth2/token")
     async def azure_v1_token(tenant: str, request: Request) -> Response:
         """Kazi: Azure AD v1 client credentials with ``resource``; lifetimes as strings."""
         form = await _form(request)
-        if (refusal := _microsoft_common(state, form, tenant, "kazi")) is not None:
+        if (refusal := _microsoft_common(state, form, tenant, "kazi", _token_url(state, request))) is not None:
             return refusal
         assert form is not None
         if form["grant_type"] != "client_credentials":
@@ -154,11 +233,12 @@ def router(state: SandboxState) -> APIRouter:
         state.issue("kazi", claims, token)
         return JSONResponse(good)
 
+    @api.post("/{tenant}/oauth2/v2.0/token")
     @api.post("/login/{tenant}/oauth2/v2.0/token")
     async def microsoft_v2_token(tenant: str, request: Request) -> Response:
         """Keyavi: Microsoft identity v2.0, password or client credentials, with its scope rules."""
         form = await _form(request)
-        if (refusal := _microsoft_common(state, form, tenant, "keyavi")) is not None:
+        if (refusal := _microsoft_common(state, form, tenant, "keyavi", _token_url(state, request))) is not None:
             return refusal
         assert form is not None
         c = state.credentials

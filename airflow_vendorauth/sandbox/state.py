@@ -14,14 +14,29 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
+from airflow_vendorauth.sandbox.assertions import AssertionVerifier
 from airflow_vendorauth.sandbox.data import DATASETS
 
-VENDOR_NAMES = ("kazi", "keyavi", "kayzen", "smartrecruiters", "clazar")
+VENDOR_NAMES = ("kazi", "keyavi", "kayzen", "smartrecruiters", "clazar", "oauth2")
 
 #: The vendors' real token lifetimes (seconds), overridable so tests can use seconds.
-DEFAULT_LIFETIMES = {"kazi": 3599, "keyavi": 3599, "kayzen": 1799, "smartrecruiters": 1799, "clazar": 86400}
+DEFAULT_LIFETIMES = {
+    "kazi": 3599,
+    "keyavi": 3599,
+    "kayzen": 1799,
+    "smartrecruiters": 1799,
+    "clazar": 86400,
+    "oauth2": 3600,
+}
+KEYS = Path(__file__).with_name("keys")
+
+
+def sandbox_key(kind: str) -> tuple[str, str]:
+    """(private key PEM, certificate PEM) of the sandbox's test key ``rsa`` or ``ec``: public test values."""
+    return (KEYS / f"{kind}.key.pem").read_text(), (KEYS / f"{kind}.cert.pem").read_text()
 
 
 @dataclass(frozen=True)
@@ -49,10 +64,30 @@ class SandboxCredentials:
     smartrecruiters_client_secret: str = "sr-sandbox-secret-9165228a82e4"
     clazar_client_id: str = "clazar-sandbox-client"
     clazar_client_secret: str = "clazar-sandbox-secret-6Hy3"
+    #: The generic authorization server's clients, one per client authentication style.
+    oauth2_basic_client_id: str = "oauth2-basic-client"
+    oauth2_post_client_id: str = "oauth2-post-client"
+    oauth2_json_client_id: str = "oauth2-json-client"
+    oauth2_jwt_client_id: str = "oauth2-jwt-client"
+    oauth2_public_client_id: str = "oauth2-public-client"
+    oauth2_client_secret: str = "oauth2-sandbox-secret-1Qa7 +/&"  # characters that Basic must form-encode
+    oauth2_username: str = "ana@oauth2.example"
+    oauth2_password: str = "oauth2-sandbox-userpass-5Rt9"
 
     def secrets(self) -> list[str]:
         """Every secret value, for leak scans."""
-        return [v for k, v in asdict(self).items() if any(w in k for w in ("secret", "password", "subscription_key"))]
+        values = [v for k, v in asdict(self).items() if any(w in k for w in ("secret", "password", "subscription_key"))]
+        return values + [sandbox_key(kind)[0] for kind in ("rsa", "ec")]
+
+    def oauth2_clients(self) -> dict[str, str]:
+        """client id -> the one client authentication method it is registered for."""
+        return {
+            self.oauth2_basic_client_id: "client_secret_basic",
+            self.oauth2_post_client_id: "client_secret_post",
+            self.oauth2_json_client_id: "client_secret_json",
+            self.oauth2_jwt_client_id: "private_key_jwt",
+            self.oauth2_public_client_id: "none",
+        }
 
 
 @dataclass
@@ -129,6 +164,12 @@ class SandboxState:
     counters: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     lock: threading.Lock = field(default_factory=threading.Lock)
     rng: random.Random = field(default_factory=lambda: random.Random(7))
+    assertions: AssertionVerifier = field(default_factory=AssertionVerifier)
+    #: The URL the identity endpoints believe they have, when set (a server behind a proxy): client
+    #: assertions must name it as their ``aud``.
+    assertion_audience: str | None = None
+    #: The generic server's refresh tokens: token -> (client id, scope, still valid).
+    refresh_tokens: dict[str, tuple[str, str, bool]] = field(default_factory=dict)
 
     # ---- tokens -------------------------------------------------------------------------------------
 
@@ -145,6 +186,26 @@ class SandboxState:
         if issued is None or issued.vendor != vendor or issued.expires_at <= time.time():
             return None
         return issued
+
+    def mint_refresh_token(self, client_id: str, scope: str) -> str:
+        token = f"RT-{secrets.token_urlsafe(24)}"
+        with self.lock:
+            self.refresh_tokens[token] = (client_id, scope, True)
+            self.all_issued.append(token)
+        return token
+
+    def spend_refresh_token(self, token: str, client_id: str) -> tuple[str | None, str]:
+        """(scope, "") when ``token`` is valid for the client (it is then spent), else (None, why); a spent
+        token used again is counted as reuse, the theft signal of rotating refresh tokens."""
+        with self.lock:
+            record = self.refresh_tokens.get(token)
+            if record is None or record[0] != client_id:
+                return None, "unknown"
+            if not record[2]:
+                self.counters["oauth2"]["refresh_reuse"] += 1
+                return None, "reused"
+            self.refresh_tokens[token] = (record[0], record[1], False)
+            return record[1], ""
 
     def rotate_secret(self, vendor: str) -> None:
         """The vendor's admin rotates the client secret: the old one is refused from now on."""
@@ -183,6 +244,9 @@ class SandboxState:
             self.tokens.clear()
             self.all_issued.clear()
             self.scans.clear()
+            self.refresh_tokens.clear()
+            self.assertions.reset()
+            self.assertion_audience = None
             self.credentials = SandboxCredentials()
             self.lifetimes = dict(DEFAULT_LIFETIMES)
             self.sizes = {k: v[1] for k, v in DATASETS.items()}
