@@ -26,7 +26,7 @@ baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 started = time.perf_counter()
 if variant == "ours":
     result = VendorApiOperator(task_id="scan", conn_id="kazi_default", endpoint="/tagging/v2/expectations",
-                               output=out, concurrency=concurrency, progress_every=10**9).execute({})
+                               output_path=out, concurrency=concurrency, progress_every=10**9).execute({})
     records = result["records"]
 else:
     def next_page(response):

@@ -14,7 +14,7 @@ def clazar_listings() -> None:
         task_id="listings",
         conn_id="clazar_default",
         endpoint="/listings/",
-        output=DAY_DIR + "/clazar/listings.jsonl",
+        output_path=DAY_DIR + "/clazar/listings.jsonl",
     )
     VendorApiOperator(task_id="buyers", conn_id="clazar_default", endpoint="/buyers/")
 

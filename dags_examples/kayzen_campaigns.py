@@ -14,14 +14,14 @@ def kayzen_campaigns() -> None:
         task_id="campaigns",
         conn_id="kayzen_default",
         endpoint="/v1/meta/campaigns",
-        output=DAY_DIR + "/kayzen/campaigns.jsonl",
+        output_path=DAY_DIR + "/kayzen/campaigns.jsonl",
     )
     VendorApiOperator(
         task_id="campaign_performance",
         conn_id="kayzen_default",
         endpoint="/v1/reports/campaign_performance",
         params={"start_date": DAY, "end_date": DAY},
-        output=DAY_DIR + "/kayzen/campaign_performance.jsonl",
+        output_path=DAY_DIR + "/kayzen/campaign_performance.jsonl",
     )
 
 

@@ -16,7 +16,7 @@ def keyavi_payloads() -> None:
         conn_id="keyavi_default",
         endpoint="/payloads",
         params={"status": "protected", "sort": "-createdAt"},
-        output=DAY_DIR + "/keyavi/protected_payloads.jsonl",
+        output_path=DAY_DIR + "/keyavi/protected_payloads.jsonl",
     )
     VendorApiOperator(
         task_id="latest_payloads_as_user",

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from _common import DAY_DIR, DEFAULT_ARGS, START
-from airflow.sdk import XComArg, dag, task
+from airflow.sdk import dag, task
 
 from airflow_vendorauth.operators.api import VendorApiOperator
 from airflow_vendorauth.operators.kazi_scan import KaziScanOperator
@@ -21,19 +21,19 @@ def talent_pipeline() -> None:
         task_id="smartrecruiters_jobs",
         conn_id="smartrecruiters_default",
         endpoint="/jobs",
-        output=DAY_DIR + "/smartrecruiters/jobs.jsonl",
+        output_path=DAY_DIR + "/smartrecruiters/jobs.jsonl",
     )
     candidates = VendorApiOperator(
         task_id="smartrecruiters_candidates",
         conn_id="smartrecruiters_default",
         endpoint="/candidates",
-        output=DAY_DIR + "/smartrecruiters/candidates.jsonl",
+        output_path=DAY_DIR + "/smartrecruiters/candidates.jsonl",
     )
     job_scan = KaziScanOperator(
         task_id="kazi_job_scan",
         scan_type="job",
         input_path="{{ ti.xcom_pull(task_ids='smartrecruiters_jobs')['path'] }}",
-        output=DAY_DIR + "/kazi/job_scan.jsonl",
+        output_path=DAY_DIR + "/kazi/job_scan.jsonl",
         deferrable=True,
         poll_interval=1,
     )
@@ -41,7 +41,7 @@ def talent_pipeline() -> None:
         task_id="kazi_talent_scan",
         scan_type="talent",
         input_path="{{ ti.xcom_pull(task_ids='smartrecruiters_candidates')['path'] }}",
-        output=DAY_DIR + "/kazi/talent_scan.jsonl",
+        output_path=DAY_DIR + "/kazi/talent_scan.jsonl",
         poll_interval=1,
     )
 
@@ -53,7 +53,7 @@ def talent_pipeline() -> None:
 
     jobs >> job_scan
     candidates >> talent_scan
-    summarise(XComArg(job_scan), XComArg(talent_scan))
+    summarise(job_scan.output, talent_scan.output)
 
 
 talent_pipeline()

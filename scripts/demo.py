@@ -23,9 +23,9 @@ from airflow_vendorauth.sandbox.client import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / ".demo"
-DAGS = ["talent_pipeline", "keyavi_payloads", "kayzen_campaigns", "clazar_listings"]
+DAGS = ["talent_pipeline", "keyavi_payloads", "kayzen_campaigns", "clazar_listings", "oauth2_items"]
 LOGICAL_DATE = "2026-11-24"
-VENDORS = ["smartrecruiters", "kazi", "keyavi", "kayzen", "clazar"]
+VENDORS = ["smartrecruiters", "kazi", "keyavi", "kayzen", "clazar", "oauth2"]
 
 
 def airflow_environment(sandbox: Sandbox, token_cache: str) -> dict[str, str]:

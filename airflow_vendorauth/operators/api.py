@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from airflow_vendorauth.pagination.strategies import Pagination
     from airflow_vendorauth.pagination.walk import PagingOptions
 
-#: Records above this many are refused for XCom (it lives in the metadata database): use ``output``.
+#: Records above this many are refused for XCom (it lives in the metadata database): use ``output_path``.
 DEFAULT_MAX_XCOM_RECORDS = 1000
 
 
@@ -39,7 +39,7 @@ class VendorApiOperator(BaseOperator):
     :param pagination: a strategy from :mod:`airflow_vendorauth.pagination`; the vendor's default if None.
     :param paginate: False makes one call and returns its JSON body.
     :param max_pages: stop after this many pages. ``max_records``: after this many records.
-    :param output: local path or object-storage URL (``s3://...``) of a JSON Lines file, templated
+    :param output_path: local path or object-storage URL (``s3://...``) of a JSON Lines file, templated
         (``/data/{{ ds }}/jobs.jsonl``). Records stream there page by page and XCom gets
         ``{"path", "records", "pages"}``; the output is declared as an Asset. Without it, XCom gets the
         records, and more than ``max_xcom_records`` are refused.
@@ -49,12 +49,9 @@ class VendorApiOperator(BaseOperator):
         vendors that limit concurrency (SmartRecruiters' /candidates: one at a time).
     """
 
-    template_fields: Sequence[str] = ("conn_id", "endpoint", "query_params", "json", "headers", "output")
+    template_fields: Sequence[str] = ("conn_id", "endpoint", "query_params", "json", "headers", "output_path")
     template_fields_renderers = {"query_params": "json", "json": "json", "headers": "json"}
     ui_color = "#e8f4fd"
-    #: The output path. It shadows BaseOperator's ``output`` property (the XComArg of the return value):
-    #: use ``XComArg(task)`` for that, as the issue's API asks for a parameter named ``output``.
-    output: str | None = None  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -69,14 +66,19 @@ class VendorApiOperator(BaseOperator):
         paginate: bool = True,
         max_pages: int | None = None,
         max_records: int | None = None,
-        output: str | None = None,
+        output_path: str | None = None,
         progress_every: int = 10,
         max_xcom_records: int = DEFAULT_MAX_XCOM_RECORDS,
         concurrency: int = 1,
         **kwargs: Any,
     ) -> None:
-        if output and "outlets" not in kwargs:
-            kwargs["outlets"] = [asset_for_output(str(output))]
+        if "output" in kwargs:
+            raise TypeError(
+                f"{type(self).__name__} takes output_path= (a file or object storage URL); .output is Airflow's "
+                "XComArg of the task's result, for downstream tasks"
+            )
+        if output_path and "outlets" not in kwargs:
+            kwargs["outlets"] = [asset_for_output(str(output_path))]
         super().__init__(**kwargs)
         self.conn_id = conn_id
         self.endpoint = endpoint
@@ -90,7 +92,7 @@ class VendorApiOperator(BaseOperator):
         self.paginate = paginate
         self.max_pages = max_pages
         self.max_records = max_records
-        self.output = output
+        self.output_path = output_path
         self.progress_every = progress_every
         self.max_xcom_records = max_xcom_records
         self.concurrency = concurrency
@@ -109,13 +111,13 @@ class VendorApiOperator(BaseOperator):
         with hook_for_connection(self.conn_id) as hook:
             if not self.paginate:
                 return self._single_call(hook)
-            if self.output:
+            if self.output_path:
                 from airflow_vendorauth.operators.streaming import stream_to_jsonl
 
                 result = stream_to_jsonl(
                     hook,
                     self.endpoint,
-                    str(self.output),
+                    str(self.output_path),
                     context=context,
                     log=self.log,  # type: ignore[arg-type]
                     checkpoint_key=self.checkpoint_key,
@@ -133,10 +135,10 @@ class VendorApiOperator(BaseOperator):
         if not response.content:
             return None
         body = hook.json_body(response)
-        if self.output:
+        if self.output_path:
             from airflow_vendorauth.operators.output import JsonLinesSink
 
-            sink = JsonLinesSink(str(self.output))
+            sink = JsonLinesSink(str(self.output_path))
             sink.write_page([body])
             return {"path": sink.finish(), "records": 1, "pages": 1}
         return body

@@ -44,14 +44,13 @@ class KaziScanOperator(ResumableJobMixin, BaseOperator):
     :param scan_type: "job" or "talent".
     :param input_path: a JSON Lines file of the items to scan (e.g. an upstream VendorApiOperator's
         output); templated. ``items`` gives them inline instead.
-    :param output: JSON Lines file for the results; templated. Without it, XCom gets the results.
+    :param output_path: JSON Lines file for the results; templated. Without it, XCom gets the results.
     :param deferrable: wait in the triggerer instead of a worker slot.
     :param poll_interval: seconds between status checks. ``scan_timeout``: give up after this long.
     """
 
-    template_fields: Sequence[str] = ("conn_id", "input_path", "items", "output")
+    template_fields: Sequence[str] = ("conn_id", "input_path", "items", "output_path")
     external_id_key = "kazi_scan_id"
-    output: str | None = None  # type: ignore[assignment]  # shadows BaseOperator.output, as in VendorApiOperator
 
     def __init__(
         self,
@@ -60,7 +59,7 @@ class KaziScanOperator(ResumableJobMixin, BaseOperator):
         conn_id: str = "kazi_default",
         input_path: str | None = None,
         items: list[dict[str, Any]] | None = None,
-        output: str | None = None,
+        output_path: str | None = None,
         deferrable: bool = False,
         poll_interval: float = 5.0,
         scan_timeout: timedelta = timedelta(hours=2),
@@ -74,14 +73,19 @@ class KaziScanOperator(ResumableJobMixin, BaseOperator):
             raise ValueError(f"scan_type must be 'job' or 'talent', not {scan_type!r}")
         if (input_path is None) == (items is None):
             raise ValueError("give exactly one of input_path (a JSON Lines file) or items (a list)")
-        if output and "outlets" not in kwargs:
-            kwargs["outlets"] = [asset_for_output(str(output))]
+        if "output" in kwargs:
+            raise TypeError(
+                f"{type(self).__name__} takes output_path= (a file or object storage URL); .output is Airflow's "
+                "XComArg of the task's result, for downstream tasks"
+            )
+        if output_path and "outlets" not in kwargs:
+            kwargs["outlets"] = [asset_for_output(str(output_path))]
         super().__init__(**kwargs)
         self.scan_type = scan_type
         self.conn_id = conn_id
         self.input_path = input_path
         self.items = items
-        self.output = output
+        self.output_path = output_path
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.scan_timeout = scan_timeout
@@ -165,13 +169,13 @@ class KaziScanOperator(ResumableJobMixin, BaseOperator):
     def _collect_results(self, external_id: Any, context: Context) -> Any:
         endpoint = self._endpoint(self.results_endpoint, external_id)
         hook = self._hook()
-        if self.output:
+        if self.output_path:
             from airflow_vendorauth.operators.streaming import stream_to_jsonl
 
             result = stream_to_jsonl(
                 hook,
                 endpoint,
-                str(self.output),
+                str(self.output_path),
                 context=context,
                 log=self.log,  # type: ignore[arg-type]
                 checkpoint_key=f"kazi_results_checkpoint:{external_id}",

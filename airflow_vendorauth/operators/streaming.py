@@ -106,6 +106,6 @@ def collect_for_xcom(records: Iterable[Any], limit: int, what: str) -> list[Any]
         if len(collected) > limit:
             raise ValueError(
                 f"{what} has more than {limit} records, too many for XCom (it lives in the metadata database). "
-                "Set output='/path/{{ ds }}/file.jsonl' to stream them to a file, or max_records to cap them."
+                "Set output_path='/path/{{ ds }}/file.jsonl' to stream them to a file, or max_records to cap them."
             )
     return collected

@@ -39,7 +39,7 @@ def vendor_scan() -> None:
             task_id=f"scan_{vendor}",
             conn_id=conn_id,
             endpoint=endpoint,
-            output=DATA_DIR + "/{{ run_id }}/" + vendor + ".jsonl",
+            output_path=DATA_DIR + "/{{ run_id }}/" + vendor + ".jsonl",
             progress_every=20,
         )
 

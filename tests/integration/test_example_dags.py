@@ -14,7 +14,7 @@ from airflow_vendorauth.sandbox.client import Sandbox
 pytestmark = pytest.mark.integration
 
 DAGS_FOLDER = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-EXAMPLES = ["talent_pipeline", "keyavi_payloads", "kayzen_campaigns", "clazar_listings"]
+EXAMPLES = ["talent_pipeline", "keyavi_payloads", "kayzen_campaigns", "clazar_listings", "oauth2_items"]
 
 
 @pytest.fixture(scope="module")
@@ -75,12 +75,14 @@ def test_example_dag_runs_against_the_sandbox(
         "kayzen/campaigns.jsonl": 250,
         "kayzen/campaign_performance.jsonl": 400,
         "clazar/listings.jsonl": 150,
+        "oauth2/items.jsonl": 230,
     }
     vendors = {
         "talent_pipeline": ("smartrecruiters", "kazi"),
         "keyavi_payloads": ("keyavi",),
         "kayzen_campaigns": ("kayzen",),
         "clazar_listings": ("clazar",),
+        "oauth2_items": ("oauth2",),
     }[dag_id]
     written = {str(p.relative_to(day)): line_count(p) for p in day.rglob("*.jsonl") if p.parent.name in vendors}
     assert written, "the DAG wrote no output"
@@ -89,3 +91,20 @@ def test_example_dag_runs_against_the_sandbox(
     assert not list(day.rglob("*.partial"))
     first = json.loads(next(iter(day.rglob("*.jsonl"))).open().readline())
     assert isinstance(first, dict)
+
+
+def test_scan_output_is_the_xcom_arg_downstream_tasks_take(dagbag) -> None:  # type: ignore[no-untyped-def]
+    from airflow.sdk import XComArg
+
+    dag = dagbag.get_dag("oauth2_items")
+    scan = dag.get_task("items")
+    assert isinstance(scan.output, XComArg)
+    assert scan.output_path.endswith("/oauth2/items.jsonl")
+    assert dag.get_task("count_tags").upstream_task_ids == {"items"}  # wired through scan.output
+
+
+def test_output_is_refused_with_the_new_name() -> None:
+    from airflow_vendorauth.operators.api import VendorApiOperator
+
+    with pytest.raises(TypeError, match="output_path="):
+        VendorApiOperator(task_id="x", conn_id="c", endpoint="/e", output="/tmp/x.jsonl")
