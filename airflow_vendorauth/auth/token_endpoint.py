@@ -153,20 +153,26 @@ class TokenEndpoint:
 
     # ---- what an answer means -------------------------------------------------------------------
 
-    def _error(self, message: str, **kwargs: Any) -> TokenRequestError:
+    def _error(self, message: str, summary: str, **kwargs: Any) -> TokenRequestError:
+        """``message`` for logs (connection, URL); ``summary`` for the Test button, in the form's words."""
         return TokenRequestError(
             f"{self.vendor} token request for connection {self.conn_id!r} to {self._token_url} {message}",
             vendor=self.vendor,
             conn_id=self.conn_id,
             secrets=self._secrets,
-            summary=f"The {self.vendor} token endpoint {message}",
+            summary=summary,
             **kwargs,
         )
 
     def _interpret(self, outcome: Outcome) -> AccessToken:
         """The token of a 2xx answer, or the right error."""
         if isinstance(outcome, httpx.TransportError):
-            raise self._error(f"could not complete: {type(outcome).__name__}: {outcome}", retryable=True)
+            said = f"{type(outcome).__name__}: {outcome}"
+            raise self._error(
+                f"could not complete: {said}",
+                f"The {self.vendor} token endpoint could not be reached ({said}). Fix: check Token URL and the network",
+                retryable=True,
+            )
         status, text = outcome.status_code, outcome.text
         try:
             body: Any = json.loads(text) if text.strip() else None
@@ -178,10 +184,12 @@ class TokenEndpoint:
             return parse_token_response(body, vendor=self.vendor, conn_id=self.conn_id, expect_jwt=self._expect_jwt)
         error, description, codes = vendor_error_fields(body)
         said = ": ".join(p for p in (error, first_line(description)) if p) or excerpt(text, 200) or "no body"
+        said = said.rstrip(".")
         if status in TRANSIENT_STATUSES:
             # Entra ID throttles token requests with 429 (or 503) and Retry-After: honour it, as API calls do.
             raise self._error(
                 f"got HTTP {status} ({said})",
+                f"The {self.vendor} token endpoint answered HTTP {status} ({said}); try again later",
                 status=status,
                 error=error,
                 error_description=description,
@@ -194,6 +202,7 @@ class TokenEndpoint:
             self._log.info("%s token endpoint said in full: %s", self.vendor, redact(description, self._secrets))
         raise self._error(
             f"was refused with HTTP {status}: {said}. Fix: {hint}",
+            f"{self.vendor} refused the credentials (HTTP {status}): {said}. Fix: {hint[0].upper()}{hint[1:]}",
             status=status,
             error=error,
             error_description=first_line(description),

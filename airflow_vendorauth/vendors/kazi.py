@@ -10,7 +10,13 @@ from typing import Literal
 
 from airflow_vendorauth.auth.grants import Attempt, TokenRequest, oauth2_request
 from airflow_vendorauth.vendors.fields import ExtraField
-from airflow_vendorauth.vendors.microsoft import ENTRA_FIELDS, ENTRA_IDENTITY, SUBSCRIPTION_KEY, apim_headers
+from airflow_vendorauth.vendors.microsoft import (
+    ENTRA_CREDENTIAL_FIELDS,
+    ENTRA_IDENTITY,
+    SUBSCRIPTION_KEY,
+    TENANT_ID,
+    apim_headers,
+)
 from airflow_vendorauth.vendors.profile import ConnectionSettings, VendorProfile, client_credentials
 
 
@@ -53,7 +59,7 @@ KAZI = VendorProfile(
     token_url_template="https://login.microsoftonline.com/{tenant_id}/oauth2/token",
     build_token_request=_token_request,
     fields=(
-        *ENTRA_FIELDS,
+        TENANT_ID,
         ExtraField(
             "resource",
             "Resource",
@@ -62,6 +68,7 @@ KAZI = VendorProfile(
             required=True,
         ),
         SUBSCRIPTION_KEY,
+        *ENTRA_CREDENTIAL_FIELDS,
     ),
     api_headers=lambda s: apim_headers(s.extra("subscription_api_key")),
     identity_extras=("resource", *ENTRA_IDENTITY),

@@ -11,7 +11,13 @@ from typing import Any
 from airflow_vendorauth.auth.grants import Attempt, TokenRequest, oauth2_request
 from airflow_vendorauth.exceptions import ConnectionConfigError
 from airflow_vendorauth.vendors.fields import ExtraField, user_password_field, username_field
-from airflow_vendorauth.vendors.microsoft import ENTRA_FIELDS, ENTRA_IDENTITY, SUBSCRIPTION_KEY, apim_headers
+from airflow_vendorauth.vendors.microsoft import (
+    ENTRA_CREDENTIAL_FIELDS,
+    ENTRA_IDENTITY,
+    SUBSCRIPTION_KEY,
+    TENANT_ID,
+    apim_headers,
+)
 from airflow_vendorauth.vendors.profile import ConnectionSettings, VendorProfile, client_credentials
 
 CLIENT_CREDENTIALS = "client_credentials"
@@ -75,7 +81,7 @@ KEYAVI = VendorProfile(
     token_url_template="https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token",
     build_token_request=_token_request,
     fields=(
-        *ENTRA_FIELDS,
+        TENANT_ID,
         ExtraField(
             "scope",
             "Scope",
@@ -109,6 +115,7 @@ KEYAVI = VendorProfile(
             required_when=_is_app_grant,
             required_reason="(client-app tokens carry no user, so every call must name one in x-api-caller-id)",
         ),
+        *ENTRA_CREDENTIAL_FIELDS,
     ),
     api_headers=_headers,
     validate=_validate,

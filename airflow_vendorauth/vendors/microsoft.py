@@ -12,8 +12,8 @@ from airflow_vendorauth.vendors.fields import (
     client_auth_field,
 )
 
-ENTRA_FIELDS: tuple[ExtraField, ...] = (
-    TENANT_ID,
+#: A client secret (the connection's password) or a certificate: the fields of the choice.
+ENTRA_CREDENTIAL_FIELDS: tuple[ExtraField, ...] = (
     client_auth_field(
         ("client_secret_post", "private_key_jwt"),
         "client_secret_post",
@@ -30,4 +30,4 @@ def apim_headers(subscription_key: str) -> dict[str, str]:
     return {"Ocp-Apim-Subscription-Key": subscription_key}
 
 
-__all__ = ["ENTRA_FIELDS", "ENTRA_IDENTITY", "SUBSCRIPTION_KEY", "apim_headers"]
+__all__ = ["ENTRA_CREDENTIAL_FIELDS", "ENTRA_IDENTITY", "SUBSCRIPTION_KEY", "TENANT_ID", "apim_headers"]
