@@ -47,7 +47,7 @@ def _connection_type(profile: VendorProfile) -> dict[str, Any]:
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-vendorauth",
-        "name": "Vendor OAuth APIs (Kazi, Keyavi, Kayzen, SmartRecruiters, Clazar)",
+        "name": "Vendor OAuth APIs (Kazi, Keyavi, Kayzen, SmartRecruiters, Clazar, any OAuth 2.0 API)",
         "description": "Connections, hooks and operators for OAuth-protected SaaS APIs: "
         "cached, shared and auto-refreshed bearer tokens, retries, pagination.",
         "versions": [__version__],
@@ -59,7 +59,23 @@ def get_provider_info() -> dict[str, Any]:
             for p in VENDORS.values()
         ],
         "operators": [
-            {"integration-name": p.display_name, "python-modules": ["airflow_vendorauth.operators.api"]}
+            {
+                "integration-name": p.display_name,
+                "python-modules": ["airflow_vendorauth.operators.api"]
+                + (["airflow_vendorauth.operators.kazi_scan"] if p.conn_type == "kazi" else []),
+            }
+            for p in VENDORS.values()
+        ],
+        "sensors": [
+            {"integration-name": p.display_name, "python-modules": ["airflow_vendorauth.sensors.api"]}
+            for p in VENDORS.values()
+        ],
+        "triggers": [
+            {
+                "integration-name": p.display_name,
+                "python-modules": ["airflow_vendorauth.triggers.api"]
+                + (["airflow_vendorauth.triggers.kazi_scan"] if p.conn_type == "kazi" else []),
+            }
             for p in VENDORS.values()
         ],
         "integrations": [{"integration-name": p.display_name, "tags": ["service"]} for p in VENDORS.values()],

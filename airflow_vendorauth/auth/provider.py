@@ -193,9 +193,13 @@ class TokenProvider:
 
     def invalidate(self, token: AccessToken) -> None:
         """Forget ``token`` (it got a 401) here and in the shared cache, unless a newer one replaced it."""
-        self._memory.evict(self.key, token.access_token)
+        self.forget(token.access_token)
+
+    def forget(self, access_token: str) -> None:
+        """:meth:`invalidate` by the token's value (what a request carried in its Authorization header)."""
+        self._memory.evict(self.key, access_token)
         if self._shared is not None:
-            self._shared.evict(self.key, token.access_token)
+            self._shared.evict(self.key, access_token)
 
     def close(self) -> None:
         self.endpoint.close()

@@ -72,6 +72,11 @@ class ApiClient:
     def __repr__(self) -> str:
         return f"ApiClient(vendor={self.settings.vendor!r}, conn_id={self.settings.conn_id!r})"
 
+    @property
+    def api_headers(self) -> dict[str, str]:
+        """The vendor's headers every API call carries (besides Authorization)."""
+        return dict(self._auth.headers)
+
     def _count_retry(self) -> None:
         self.retries += 1
 

@@ -253,7 +253,15 @@ def _text(value: Any) -> str | None:
 def hook_for_connection(conn_id: str) -> VendorHook:
     """The hook of a connection's type, chosen the way Airflow chooses it (``Connection.get_hook()``),
     with the connection read once. Operators take any connection of a type this provider serves."""
-    conn = BaseHook.get_connection(conn_id)
+    return _hook_of(BaseHook.get_connection(conn_id), conn_id)
+
+
+async def hook_for_connection_async(conn_id: str) -> VendorHook:
+    """:func:`hook_for_connection` for triggers, which must read connections with the async API."""
+    return _hook_of(await BaseHook.aget_connection(conn_id), conn_id)
+
+
+def _hook_of(conn: Connection, conn_id: str) -> VendorHook:
     try:
         hook = conn.get_hook()
     except Exception:  # noqa: BLE001 - Airflow raises its own exception for an unknown type

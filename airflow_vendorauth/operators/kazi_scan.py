@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pendulum
-from airflow.sdk import BaseOperator, ResumableJobMixin
+from airflow.sdk import BaseOperator, ResumableJobMixin, conf
 
 from airflow_vendorauth.operators.api import asset_for_output
 from airflow_vendorauth.vendors.kazi import scan_outcome
@@ -45,7 +45,8 @@ class KaziScanOperator(ResumableJobMixin, BaseOperator):
     :param input_path: a JSON Lines file of the items to scan (e.g. an upstream VendorApiOperator's
         output); templated. ``items`` gives them inline instead.
     :param output_path: JSON Lines file for the results; templated. Without it, XCom gets the results.
-    :param deferrable: wait in the triggerer instead of a worker slot.
+    :param deferrable: wait in the triggerer instead of a worker slot (default: Airflow's
+        ``[operators] default_deferrable``).
     :param poll_interval: seconds between status checks. ``scan_timeout``: give up after this long.
     """
 
@@ -60,7 +61,7 @@ class KaziScanOperator(ResumableJobMixin, BaseOperator):
         input_path: str | None = None,
         items: list[dict[str, Any]] | None = None,
         output_path: str | None = None,
-        deferrable: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 5.0,
         scan_timeout: timedelta = timedelta(hours=2),
         submit_endpoint: str = "/tagging/v2/{kind}-scans",

@@ -47,14 +47,18 @@ class Page:
 
 
 def dig(body: Any, path: str | None) -> Any:
-    """``dig({"a": {"b": 1}}, "a.b") == 1``; an empty path is the body itself; KeyError if absent."""
+    """``dig({"a": {"b": 1}}, "a.b") == 1``, ``dig({"a": [5]}, "a.0") == 5``; an empty path is the body
+    itself; KeyError if absent."""
     if not path:
         return body
     value = body
     for part in path.split("."):
-        if not isinstance(value, dict) or part not in value:
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
             raise KeyError(path)
-        value = value[part]
     return value
 
 

@@ -58,7 +58,10 @@ def main(argv: list[str] | None = None) -> None:
     state.sizes.update(_pairs(args.size, "size"))
     state.faults.extend(FaultRule(**json.loads(f)) for f in args.fault)
 
-    import uvicorn
+    try:
+        import uvicorn
+    except ImportError:
+        raise SystemExit("the sandbox needs its extra: pip install 'airflow-vendorauth[sandbox]'") from None
 
     from airflow_vendorauth.sandbox.app import create_app
 

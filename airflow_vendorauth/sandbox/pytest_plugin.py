@@ -19,8 +19,19 @@ from airflow_vendorauth.sandbox.client import Sandbox
 from airflow_vendorauth.sandbox.process_state import forget_process_state
 
 
+def _require_sandbox_extra() -> None:
+    import importlib.util
+
+    missing = [name for name in ("fastapi", "uvicorn") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise pytest.UsageError(
+            f"the vendor sandbox needs {', '.join(missing)}: pip install 'airflow-vendorauth[sandbox]'"
+        )
+
+
 @pytest.fixture(scope="session")
 def vendor_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    _require_sandbox_extra()
     log = tmp_path_factory.mktemp("vendor-sandbox") / "sandbox.log"
     with Sandbox(log_path=log) as sandbox:
         yield sandbox

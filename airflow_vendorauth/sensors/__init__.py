@@ -1,0 +1,1 @@
+"""Sensors: wait until a vendor API answers what a DAG needs."""

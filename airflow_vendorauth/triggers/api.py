@@ -1,0 +1,74 @@
+"""VendorApiTrigger: the deferred wait of VendorApiSensor, polling in the triggerer with the async hook.
+
+Its kwargs (serialised into the metadata database) hold the connection id, the request and the check,
+never a token; the trigger reads the connection with the async API. A thousand of them share one token
+per credential and one pooled async client per hook (see the single flight of the token provider).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_vendorauth.sensors.check import AnswerCheck
+
+
+class VendorApiTrigger(BaseTrigger):
+    """Poll ``endpoint`` every ``poke_interval`` seconds until ``check`` passes or ``deadline`` (ISO) passes."""
+
+    def __init__(
+        self,
+        *,
+        conn_id: str,
+        endpoint: str,
+        params: dict[str, Any],
+        check: dict[str, Any],
+        poke_interval: float,
+        deadline: str,
+    ) -> None:
+        super().__init__()
+        self.conn_id, self.endpoint, self.params = conn_id, endpoint, params
+        self.check, self.poke_interval, self.deadline = check, poke_interval, deadline
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__name__}",
+            {
+                "conn_id": self.conn_id,
+                "endpoint": self.endpoint,
+                "params": self.params,
+                "check": self.check,
+                "poke_interval": self.poke_interval,
+                "deadline": self.deadline,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        from airflow_vendorauth.hooks.base import hook_for_connection_async
+
+        check = AnswerCheck(**self.check)
+        deadline = datetime.fromisoformat(self.deadline)
+        hook = await hook_for_connection_async(self.conn_id)
+        pokes = 0
+        try:
+            while True:
+                pokes += 1
+                try:
+                    body = hook.json_body(await hook.arequest("GET", self.endpoint, params=self.params))
+                except Exception as error:  # noqa: BLE001 - reported to the task, which decides
+                    yield TriggerEvent({"status": "error", "message": str(error), "pokes": pokes})
+                    return
+                if check.passes(body):
+                    yield TriggerEvent({"status": "success", "pokes": pokes})
+                    return
+                if datetime.now(UTC) >= deadline:
+                    message = f"{self.endpoint} did not satisfy {check.describe()} by {self.deadline}"
+                    yield TriggerEvent({"status": "timeout", "message": message, "pokes": pokes})
+                    return
+                await asyncio.sleep(self.poke_interval)
+        finally:
+            await hook.aclose()
