@@ -15,31 +15,61 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from airflow_vendorauth.sandbox.connections import sandbox_environment  # noqa: E402
+from airflow_vendorauth.sandbox.connections import env_var_name, sandbox_environment  # noqa: E402
 
 SANDBOX_URL = "https://sandbox:8443"
 TOKEN_CACHE = "redis://redis:6379/1"
-#: A key for this local stack only (Redis token cache entries are encrypted with it). Set FERNET_KEY
-#: in the environment for anything that is not a throw-away demo.
+#: Keys for this local stack only, shared by every container (each one otherwise makes its own, and the
+#: api-server then refuses every task's token: apache/airflow issues 49646, 59373). Set FERNET_KEY,
+#: JWT_SECRET and API_SECRET_KEY in the environment (or .env) for anything but a throw-away demo.
 DEMO_FERNET_KEY = "${FERNET_KEY:-ZmDfcTF7_60GrrY167zsiPd67pEvs0aGOv2oasOM1Pg=}"
+DEMO_JWT_SECRET = "${JWT_SECRET:-vendorauth-demo-jwt-secret-change-me-0123456789abcdef}"
+DEMO_API_SECRET_KEY = "${API_SECRET_KEY:-vendorauth-demo-api-secret-change-me}"
+#: The connections the stack gets (the certificate one is for tests: its PEM would drown the file).
+CONNECTIONS = (
+    "kazi_default",
+    "keyavi_default",
+    "keyavi_user",
+    "kayzen_default",
+    "smartrecruiters_default",
+    "clazar_default",
+    "oauth2_default",
+)
+#: The login of the UI and the REST API (the simple auth manager; the official file has a login too).
+USER = "${_AIRFLOW_WWW_USER_USERNAME:-airflow}"
+PASSWORD = "${_AIRFLOW_WWW_USER_PASSWORD:-airflow}"
+PASSWORDS_FILE = "/opt/airflow/config/simple_auth_manager_passwords.json"
+INIT_SCRIPT = (
+    "mkdir -p /opt/airflow/logs /opt/airflow/data /opt/airflow/config && "
+    f"printf '{{\"%s\": \"%s\"}}' \"{USER}\" \"{PASSWORD}\" > {PASSWORDS_FILE} && "
+    'chown -R "${AIRFLOW_UID:-50000}:0" /opt/airflow/logs /opt/airflow/data /opt/airflow/config && '
+    "airflow db migrate && airflow version"
+)
 
 
 def common() -> dict[str, Any]:
     environment = {
         "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "true",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": PASSWORDS_FILE,
+        "AIRFLOW__API_AUTH__JWT_SECRET": DEMO_JWT_SECRET,
+        "AIRFLOW__API__SECRET_KEY": DEMO_API_SECRET_KEY,
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://airflow:airflow@postgres/airflow",
         "AIRFLOW__CELERY__RESULT_BACKEND": "db+postgresql://airflow:airflow@postgres/airflow",
         "AIRFLOW__CELERY__BROKER_URL": "redis://:@redis:6379/0",
         "AIRFLOW__CORE__FERNET_KEY": DEMO_FERNET_KEY,
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "true",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "false",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "false",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": "http://airflow-apiserver:8080/execution/",
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "true",
         "VENDORAUTH_DATA_DIR": "/opt/airflow/data",
-        **sandbox_environment(SANDBOX_URL, token_cache=TOKEN_CACHE, verify=False),
+        **{
+            name: value
+            for name, value in sandbox_environment(SANDBOX_URL, token_cache=TOKEN_CACHE, verify=False).items()
+            if name in {env_var_name(conn_id) for conn_id in CONNECTIONS}
+        },
     }
     return {
         "build": ".",
@@ -49,6 +79,7 @@ def common() -> dict[str, Any]:
             "./dags_examples:/opt/airflow/dags",
             "airflow-logs:/opt/airflow/logs",
             "airflow-data:/opt/airflow/data",
+            "airflow-config:/opt/airflow/config",
         ],
         "user": "${AIRFLOW_UID:-50000}:0",
         "depends_on": {
@@ -150,6 +181,12 @@ def compose() -> dict[str, Any]:
                     'celery --app airflow.providers.celery.executors.celery_executor.app inspect ping -d "celery@$${HOSTNAME}" || celery --app airflow.executors.celery_executor.app inspect ping -d "celery@$${HOSTNAME}"',
                 ],
                 environment={"<<": "*airflow-common-env", "DUMB_INIT_SETSID": "0"},
+                # tasks talk to the api-server (the execution API): start once it answers, as the official file does
+                depends_on={
+                    "<<": "*airflow-common-depends-on",
+                    "airflow-apiserver": {"condition": "service_healthy"},
+                    "airflow-init": {"condition": "service_completed_successfully"},
+                },
             ),
             "airflow-triggerer": airflow_service(
                 "triggerer", ["CMD-SHELL", 'airflow jobs check --job-type TriggererJob --hostname "$${HOSTNAME}"']
@@ -157,12 +194,12 @@ def compose() -> dict[str, Any]:
             "airflow-init": {
                 "<<": "*airflow-common",
                 "entrypoint": "/bin/bash",
-                "command": ["-c", "airflow db migrate && airflow version"],
+                "command": ["-c", INIT_SCRIPT],
                 "environment": {"<<": "*airflow-common-env", "_AIRFLOW_DB_MIGRATE": "true"},
                 "user": "0:0",
             },
         },
-        "volumes": {"postgres-db-volume": None, "airflow-logs": None, "airflow-data": None},
+        "volumes": {"postgres-db-volume": None, "airflow-logs": None, "airflow-data": None, "airflow-config": None},
     }
 
 
@@ -177,7 +214,8 @@ def render() -> str:
     header = (
         "# Generated by scripts/render_compose.py from airflow_vendorauth/sandbox/connections.py: do not edit.\n"
         "# Airflow 3 with the CeleryExecutor, this provider built from the checkout, and the sandbox vendors.\n"
-        "# Start it with:  docker compose up --scale airflow-worker=2   (UI on http://localhost:8080)\n"
+        "# Start it with:  docker compose up --scale airflow-worker=2\n"
+        "# UI and REST API on http://localhost:8080, login airflow / airflow (set _AIRFLOW_WWW_USER_PASSWORD).\n"
     )
     return header + text
 

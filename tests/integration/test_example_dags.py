@@ -29,6 +29,7 @@ def dagbag(data_dir: Path, airflow_db: str):  # type: ignore[no-untyped-def]
     previous = os.environ.get("VENDORAUTH_DATA_DIR")
     os.environ["VENDORAUTH_DATA_DIR"] = str(data_dir)  # read when the DAG files are parsed
     sys.path.insert(0, str(DAGS_FOLDER))
+    sys.modules.pop("_common", None)  # an earlier dag.test() may have imported it with another data folder
     try:
         yield DagBag(dag_folder=str(DAGS_FOLDER))
     finally:

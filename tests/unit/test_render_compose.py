@@ -57,6 +57,7 @@ def test_it_has_the_official_celery_topology_and_the_sandbox(compose: dict) -> N
     assert worker["command"] == "celery worker"
     assert "container_name" not in worker  # --scale airflow-worker=2 needs unnamed containers
     assert worker["depends_on"]["airflow-init"] == {"condition": "service_completed_successfully"}
+    assert worker["depends_on"]["airflow-apiserver"] == {"condition": "service_healthy"}
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert dockerfile.startswith("# ") and "FROM apache/airflow:3" in dockerfile
     assert '"/opt/airflow-vendorauth[redis]"' in dockerfile
@@ -66,7 +67,8 @@ def test_connections_come_from_the_one_source_and_pass_our_own_validation(compos
     environment = compose["services"]["airflow-worker"]["environment"]
     expected = sandbox_environment(render_compose.SANDBOX_URL, token_cache=render_compose.TOKEN_CACHE, verify=False)
     found = {k: v for k, v in environment.items() if k.startswith("AIRFLOW_CONN_")}
-    assert found == expected
+    assert found == {k: v for k, v in expected.items() if k in found}
+    assert len(found) == len(render_compose.CONNECTIONS)
     for name, value in found.items():
         conn = json.loads(value)
         assert conn["extra"]["cache"].startswith("redis://redis:6379")
@@ -91,3 +93,17 @@ def test_the_schema_check_can_fail(compose: dict) -> None:
     broken["services"]["airflow-worker"]["replicas_typo"] = 2
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validators.validator_for(schema)(schema).validate(broken)
+
+
+def test_every_container_shares_the_keys_and_a_login_is_required(compose: dict) -> None:
+    """Without one JWT secret for all, the api-server refuses every task's token (apache/airflow 49646)."""
+    environments = [s["environment"] for n, s in compose["services"].items() if n.startswith("airflow-")]
+    for name in ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__API__SECRET_KEY", "AIRFLOW__CORE__FERNET_KEY"):
+        assert len({env[name] for env in environments}) == 1, name
+    common = environments[0]
+    assert "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS" not in common
+    assert common["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].endswith(":admin")
+    assert common["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] == "false"
+    init = " ".join(compose["services"]["airflow-init"]["command"])
+    assert "chown" in init and "/opt/airflow/data" in init  # the volumes tasks write to belong to them
+    assert compose["services"]["airflow-init"]["user"] == "0:0"
