@@ -1,14 +1,18 @@
 """`make cluster-demo`: the provider on a real CeleryExecutor deployment on this machine.
 
 Metadata database in PostgreSQL on 127.0.0.1:5432 (a database of its own, created and dropped here),
-Redis on 127.0.0.1:6379 as the Celery broker and as the connections' token cache, the sandbox, and
+Redis on 127.0.0.1:6379 as the Celery broker and as the connections' token cache (under key prefixes
+and a queue of this run's own: nothing else in those databases is read, flushed or deleted, and two runs
+at once do not share a queue), the sandbox, and
 Airflow's api-server, scheduler, dag-processor, triggerer and TWO `airflow celery worker` processes
 named worker1 and worker2. It runs `talent_pipeline` and `vendor_fanout` (20 mapped tasks per vendor),
 once with `token_cache=redis://` and once with the in-memory cache, and prints per vendor the tasks
 run, the workers they ran on, the API calls and the token requests the sandbox saw. `--kill-worker`
 also SIGKILLs the worker running a long Kazi scan and checks that Airflow retries it on the other
-worker, resuming from the last committed page. Every process is stopped by its own PID, also when a
-step fails; the logs folder is named at the end.
+worker, resuming from the last committed page; the worker dies as a lost host would, with every task
+process it started (Airflow puts each task in a process group of its own). Every process is stopped by
+its own PID, also when a step fails; the logs folder is named at the end. The exit status is that of
+every claim printed (see :func:`claims`), not only of the DAG runs.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ import argparse
 import json
 import os
 import secrets
-import signal
 import sys
 import time
 from collections import defaultdict
@@ -47,6 +50,7 @@ class ClusterReport:
     stats: dict[str, dict[str, int]] = field(default_factory=dict)
     worker_death: dict[str, Any] = field(default_factory=dict)
     logs: Path | None = None
+    redis_keys_deleted: int = 0
 
 
 def vendor_of(task_id: str) -> str:
@@ -80,11 +84,28 @@ def admin_postgres_databases() -> list[str]:
         connection.close()
 
 
-def flush_redis(*dbs: int) -> None:
+def delete_our_keys(run: str, environment: dict[str, str]) -> int:
+    """Delete what this run wrote to Redis, and only that: the broker's keys (under the run's prefix) and
+    the token cache entries of its connections (by their credential fingerprints)."""
     import redis
 
-    for db in dbs:
-        redis.Redis.from_url(REDIS.format(db=db)).flushdb()
+    from airflow_vendorauth.hooks.base import credential_key
+    from airflow_vendorauth.vendors import VENDORS
+    from airflow_vendorauth.vendors.profile import RawConnection
+
+    broker = redis.Redis.from_url(REDIS.format(db=BROKER_DB))
+    doomed = list(broker.scan_iter(f"{run}:*"))
+    deleted = broker.delete(*doomed) if doomed else 0
+    cache = redis.Redis.from_url(REDIS.format(db=CACHE_DB))
+    for name, value in environment.items():
+        if name.startswith("AIRFLOW_CONN_"):
+            conn = json.loads(value)
+            raw = RawConnection(name, conn["conn_type"], conn["host"], conn["login"], conn["password"], None, conn["extra"])
+            profile = VENDORS[conn["conn_type"]]
+            key = credential_key(profile, profile.resolve(raw))
+            deleted += cache.delete(*(f"vendorauth:{kind}:{key}{suffix}" for kind, suffix in
+                                      (("token", ""), ("token", ":lock"), ("refresh", ""))))
+    return int(deleted)
 
 
 def run_cluster(
@@ -92,16 +113,21 @@ def run_cluster(
 ) -> ClusterReport:
     """One deployment from start to stop; returns what the sandbox and the metadata database saw."""
     report = ClusterReport(token_cache=token_cache)
-    db = f"vendorauth_cluster_{secrets.token_hex(4)}"
+    run = f"vendorauth-cluster-{secrets.token_hex(4)}"
+    db = run.replace("-", "_")
     own_sandbox = sandbox is None
     sandbox = sandbox or Sandbox(log_path=root / "sandbox.log").start()
     admin_postgres(f"CREATE DATABASE {db}")
+    cache = REDIS.format(db=CACHE_DB) if token_cache == "redis" else token_cache
+    connections = sandbox.environment(token_cache=cache)
     try:
-        flush_redis(BROKER_DB, CACHE_DB)
         sandbox.reset()
-        cache = REDIS.format(db=CACHE_DB) if token_cache == "redis" else token_cache
         env = {
-            **sandbox.environment(token_cache=cache),
+            **connections,
+            # this run's own queue and broker keys: two runs at once never take each other's tasks
+            "AIRFLOW__OPERATORS__DEFAULT_QUEUE": run,
+            "AIRFLOW__CELERY__DEFAULT_QUEUE": run,
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": f"{run}:",
             "VENDORAUTH_DATA_DIR": str(root / "data"),
             "VENDORAUTH_SCAN_VENDORS": "kazi",
             "VENDORAUTH_SCAN_RETRIES": "2",
@@ -137,6 +163,7 @@ def run_cluster(
         if own_sandbox:
             sandbox.stop()
         admin_postgres(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)")
+        report.redis_keys_deleted = delete_our_keys(run, connections)
     return report
 
 
@@ -159,7 +186,9 @@ def kill_a_worker_mid_scan(deployment: Deployment, sandbox: Sandbox, data: Path)
         time.sleep(0.1)
     if victim is None:
         raise RuntimeError("the scan never got going on a worker")
-    deployment.kill(victim, signal.SIGKILL)
+    tree = deployment.process_tree(victim)
+    deployment.kill_tree(victim)  # a lost host: the worker and every task process it started
+    survivors = alive(tree)
     state = deployment.wait_for_run("vendor_scan", run_id, timeout=300)
     sandbox.clear_faults()
     tries = sorted((n, s, h) for t, _, n, s, h in deployment.task_tries("vendor_scan", run_id) if t == "scan_kazi")
@@ -173,7 +202,21 @@ def kill_a_worker_mid_scan(deployment: Deployment, sandbox: Sandbox, data: Path)
         "unique": len(set(ids)),
         "expected": SCAN_PAGES * 100,
         "scan_requests": sandbox.api_requests("kazi") - before,
+        "survivors": survivors,
     }
+
+
+def alive(processes: list[Any]) -> int:
+    """How many of ``processes`` (psutil) still run (zombies, which only wait for their parent, are dead)."""
+    import psutil
+
+    count = 0
+    for process in processes:
+        try:
+            count += process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            continue
+    return count
 
 
 def print_reports(reports: list[ClusterReport]) -> None:
@@ -211,8 +254,39 @@ def main() -> int:
         memory_run = run_cluster(root / "memory", "memory", sandbox=sandbox)
     print_reports([redis_run, memory_run])
     print(f"\nLogs: {root}")
-    ok = all(s == "success" for r in (redis_run, memory_run) for s in r.states.values())
-    return 0 if ok else 1
+    failed = claims(redis_run, memory_run, kill_worker=args.kill_worker)
+    for claim in failed:
+        print(f"CLAIM FAILED: {claim}")
+    print("Every claim held." if not failed else f"{len(failed)} claim(s) failed.")
+    return 1 if failed else 0
+
+
+def claims(redis_run: ClusterReport, memory_run: ClusterReport, *, kill_worker: bool) -> list[str]:
+    """Every claim the demo prints, checked: the failed ones (empty when all hold)."""
+    failed = [f"{dag} ended {state} ({r.token_cache})" for r in (redis_run, memory_run)
+              for dag, state in r.states.items() if state != "success"]
+    for vendor in VENDORS:
+        shared = redis_run.stats.get(vendor, {}).get("token_requests", 0)
+        alone = memory_run.stats.get(vendor, {}).get("token_requests", 0)
+        if shared != 1:
+            failed.append(f"{vendor}: {shared} token requests with Redis, not 1 for the whole cluster")
+        if alone <= 1:
+            failed.append(f"{vendor}: {alone} token request(s) with the memory cache: the comparison shows nothing")
+    if set().union(*redis_run.workers.values()) != {"worker1", "worker2"}:
+        failed.append(f"the work did not spread over both workers: {dict(redis_run.workers)}")
+    if kill_worker:
+        death = redis_run.worker_death
+        if death.get("state") != "success":
+            failed.append(f"the scan whose worker died ended {death.get('state')}")
+        if not (death.get("records") == death.get("unique") == death.get("expected")):
+            failed.append(f"after the worker's death: {death.get('records')} records, {death.get('unique')} unique, "
+                          f"{death.get('expected')} expected")
+        if death.get("survivors"):
+            failed.append(f"{death['survivors']} process(es) of the killed worker lived on")
+        tries = death.get("tries", [])
+        if len(tries) != 2 or tries[0][2] != death.get("killed") or tries[1][2] == death.get("killed"):
+            failed.append(f"the scan was not retried on the other worker: {tries}")
+    return failed
 
 
 if __name__ == "__main__":

@@ -134,8 +134,10 @@ class Deployment:
 
     def start_worker(self, n: int) -> subprocess.Popen[bytes]:
         env = {**self.env, "VENDORAUTH_WORKER_NAME": f"worker{n}"}
+        queue = env.get("AIRFLOW__OPERATORS__DEFAULT_QUEUE", "default")
         return self.spawn(
-            f"worker{n}", "celery", "worker", "--celery-hostname", f"worker{n}@%h", "--concurrency", "4", env=env
+            f"worker{n}", "celery", "worker", "--celery-hostname", f"worker{n}@%h", "--concurrency", "4",
+            "--queues", queue, env=env,
         )
 
     def _wait_api(self, timeout: float = 120) -> None:
@@ -151,6 +153,29 @@ class Deployment:
                 pass
             time.sleep(0.5)
         raise RuntimeError(f"the api-server did not answer in {timeout} s; see {self.logs}")
+
+    def process_tree(self, name: str) -> list[Any]:
+        """The psutil processes below ``name`` (its children, theirs, ...)."""
+        import psutil
+
+        try:
+            return list(psutil.Process(self.processes[name].pid).children(recursive=True))
+        except psutil.NoSuchProcess:
+            return []
+
+    def kill_tree(self, name: str) -> None:
+        """SIGKILL a process and every process below it, whatever their process groups: a Celery worker's
+        task processes live in groups of their own, and a lost host takes them along."""
+        import psutil
+
+        tree = self.process_tree(name)
+        self.kill(name)
+        for child in tree:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(tree, timeout=30)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Kill one process and all its children (its process group)."""

@@ -20,8 +20,20 @@ def test_one_token_per_credential_across_two_workers_and_a_worker_death(
 ) -> None:
     require_postgres()
     require_redis()
+    import redis
+
+    # Somebody else's keys in the databases the cluster uses: they must survive the run untouched.
+    mine = {db: redis.Redis.from_url(cluster.REDIS.format(db=db)) for db in (cluster.BROKER_DB, cluster.CACHE_DB)}
+    for client in mine.values():
+        client.set("not-vendorauth:keep-me", b"user data")
+    before = {db: set(client.scan_iter("*")) for db, client in mine.items()}
     report = cluster.run_cluster(tmp_path, "redis", kill_worker=True, sandbox=vendor_sandbox)
     cluster.print_reports([report])
+    for db, client in mine.items():
+        assert client.get("not-vendorauth:keep-me") == b"user data"
+        assert set(client.scan_iter("*")) == before[db]  # every key the run wrote is gone, no other one
+        client.delete("not-vendorauth:keep-me")
+    assert report.worker_death["survivors"] == 0  # the killed worker's task processes died with it
     assert report.states == {"talent_pipeline": "success", "vendor_fanout": "success"}, f"logs: {report.logs}"
     for vendor in cluster.VENDORS:
         assert report.tasks[vendor] >= 20
@@ -36,3 +48,18 @@ def test_one_token_per_credential_across_two_workers_and_a_worker_death(
     # nothing left behind: the database is dropped and every process stopped
     leftovers = cluster.admin_postgres_databases()
     assert not [d for d in leftovers if d.startswith("vendorauth_cluster_")]
+
+
+def test_the_demo_fails_when_a_claim_fails() -> None:
+    good = cluster.ClusterReport("redis", states={"vendor_fanout": "success"})
+    good.stats = {v: {"token_requests": 1} for v in cluster.VENDORS}
+    good.workers = {"kazi": {"worker1", "worker2"}}
+    memory = cluster.ClusterReport("memory", states={"vendor_fanout": "success"})
+    memory.stats = {v: {"token_requests": 20} for v in cluster.VENDORS}
+    assert cluster.claims(good, memory, kill_worker=False) == []
+    good.stats["kazi"]["token_requests"] = 2
+    memory.states["vendor_fanout"] = "failed"
+    failed = cluster.claims(good, memory, kill_worker=True)
+    assert any("kazi: 2 token requests" in f for f in failed)
+    assert any("vendor_fanout ended failed" in f for f in failed)
+    assert any("worker died ended None" in f for f in failed)
