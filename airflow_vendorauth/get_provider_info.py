@@ -29,17 +29,22 @@ def _conn_field(spec: ExtraField) -> dict[str, Any]:
     return {"label": spec.label, "description": spec.description, "schema": schema}
 
 
-def _connection_type(profile: VendorProfile) -> dict[str, Any]:
+def ui_field_behaviour(profile: VendorProfile) -> dict[str, Any]:
     host_example = profile.default_host or profile.host_placeholder
+    return {
+        "hidden_fields": ["schema"],
+        "relabeling": {"host": "API base URL", "login": profile.login_label, "password": profile.password_label},
+        "placeholders": {"host": host_example, "login": profile.login_label, "password": profile.password_label},
+    }
+
+
+def _connection_type(profile: VendorProfile) -> dict[str, Any]:
+    behaviour = ui_field_behaviour(profile)
     return {
         "hook-class-name": profile.hook_class_name,
         "hook-name": profile.display_name,
         "connection-type": profile.conn_type,
-        "ui-field-behaviour": {
-            "hidden-fields": ["schema"],
-            "relabeling": {"host": "API base URL", "login": profile.login_label, "password": profile.password_label},
-            "placeholders": {"host": host_example, "login": profile.login_label, "password": profile.password_label},
-        },
+        "ui-field-behaviour": {"hidden-fields": behaviour.pop("hidden_fields"), **behaviour},
         "conn-fields": {f.name: _conn_field(f) for f in profile.all_fields},
     }
 

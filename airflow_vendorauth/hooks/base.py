@@ -20,6 +20,7 @@ from airflow_vendorauth.auth.provider import TokenProvider
 from airflow_vendorauth.auth.token import AccessToken
 from airflow_vendorauth.auth.token_endpoint import TokenEndpoint
 from airflow_vendorauth.client.api_client import ApiClient
+from airflow_vendorauth.compat import aget_connection
 from airflow_vendorauth.exceptions import ConnectionConfigError, VendorAuthError
 from airflow_vendorauth.hooks.masking import mask
 from airflow_vendorauth.hooks.shared_cache import shared_cache_for
@@ -49,6 +50,14 @@ class VendorHook(BaseHook):
             cls.default_conn_name = cls.profile.default_conn_name
             cls.conn_type = cls.profile.conn_type
             cls.hook_name = cls.profile.display_name
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The form's relabelled standard fields for Airflow 3.1, which does not read ``ui-field-behaviour``
+        from ``get_provider_info()`` (3.2 and later do, and then ignore this)."""
+        from airflow_vendorauth.get_provider_info import ui_field_behaviour
+
+        return ui_field_behaviour(cls.profile)
 
     def __init__(
         self,
@@ -93,7 +102,7 @@ class VendorHook(BaseHook):
 
     async def asettings(self) -> ConnectionSettings:
         """The async twin of :attr:`settings`: triggers must read connections with the async API."""
-        return self._settings or self.use_connection(await self.aget_connection(self.conn_id))
+        return self._settings or self.use_connection(await aget_connection(self.conn_id))
 
     # ---- wiring: token provider and API client --------------------------------------------------------
 
@@ -258,7 +267,7 @@ def hook_for_connection(conn_id: str) -> VendorHook:
 
 async def hook_for_connection_async(conn_id: str) -> VendorHook:
     """:func:`hook_for_connection` for triggers, which must read connections with the async API."""
-    return _hook_of(await BaseHook.aget_connection(conn_id), conn_id)
+    return _hook_of(await aget_connection(conn_id), conn_id)
 
 
 def _hook_of(conn: Connection, conn_id: str) -> VendorHook:

@@ -14,12 +14,11 @@ import logging
 import os
 import threading
 
-from airflow.sdk import conf
-
 from airflow_vendorauth.auth.cache import SharedTokenCache
 from airflow_vendorauth.auth.cipher import cipher_from_keys
 from airflow_vendorauth.auth.file_cache import FileTokenCache
 from airflow_vendorauth.auth.warn_once import warn_once
+from airflow_vendorauth.compat import conf
 from airflow_vendorauth.vendors.settings import TokenCacheSetting
 
 _caches: dict[tuple[str, str, str], SharedTokenCache] = {}

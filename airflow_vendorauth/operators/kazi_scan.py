@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pendulum
-from airflow.sdk import BaseOperator, ResumableJobMixin, conf
+from airflow.sdk import BaseOperator
 
+from airflow_vendorauth.compat import ResumableJobMixin, conf
 from airflow_vendorauth.operators.api import asset_for_output
 from airflow_vendorauth.vendors.kazi import scan_outcome
 

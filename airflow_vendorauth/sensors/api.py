@@ -12,8 +12,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import pendulum
-from airflow.sdk import BaseSensorOperator, conf
 
+from airflow_vendorauth.compat import BaseSensorOperator, conf
 from airflow_vendorauth.sensors.check import AnswerCheck
 
 if TYPE_CHECKING:

@@ -21,13 +21,27 @@ def airflow_db() -> str:
 TEST_DAGS = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
 
 
+def dagbag(**kwargs):  # type: ignore[no-untyped-def]
+    """Airflow's DagBag, where this Airflow keeps it (3.3: airflow.dag_processing; 3.1, 3.2: airflow.models)."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.1, 3.2: dag.test() also wants the DAGs serialized in the database first
+        from airflow.dag_processing.bundles.manager import DagBundlesManager
+        from airflow.models.dagbag import DagBag, sync_bag_to_db  # type: ignore[attr-defined,no-redef]
+
+        DagBundlesManager().sync_bundles_to_db()  # the "dags-folder" bundle the DAGs belong to
+        bag = DagBag(**kwargs)
+        sync_bag_to_db(bag, "dags-folder", None)
+        return bag
+    return DagBag(**kwargs)
+
+
 def load_test_dag(dag_id: str, monkeypatch: pytest.MonkeyPatch, **env: str):  # type: ignore[no-untyped-def]
     """Parse a DAG file of tests/dags with the given environment (the files read settings at parse time)."""
-    from airflow.dag_processing.dagbag import DagBag
 
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    bag = DagBag(dag_folder=str(TEST_DAGS / f"{dag_id}.py"))
+    bag = dagbag(dag_folder=str(TEST_DAGS / f"{dag_id}.py"))
     assert bag.import_errors == {}, bag.import_errors
     assert dag_id in bag.dags, (str(TEST_DAGS), os.listdir(TEST_DAGS), bag.dag_ids)
     return bag.dags[dag_id]

@@ -24,14 +24,14 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def dagbag(data_dir: Path, airflow_db: str):  # type: ignore[no-untyped-def]
-    from airflow.dag_processing.dagbag import DagBag
+    from tests.integration.conftest import dagbag as make_dagbag
 
     previous = os.environ.get("VENDORAUTH_DATA_DIR")
     os.environ["VENDORAUTH_DATA_DIR"] = str(data_dir)  # read when the DAG files are parsed
     sys.path.insert(0, str(DAGS_FOLDER))
     sys.modules.pop("_common", None)  # an earlier dag.test() may have imported it with another data folder
     try:
-        yield DagBag(dag_folder=str(DAGS_FOLDER))
+        yield make_dagbag(dag_folder=str(DAGS_FOLDER))
     finally:
         if previous is None:
             os.environ.pop("VENDORAUTH_DATA_DIR", None)
