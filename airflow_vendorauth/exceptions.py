@@ -105,11 +105,14 @@ class VendorApiError(VendorAuthError):
         body: str = "",
         retryable: bool = False,
         retry_after: float | None = None,
+        timed_out: bool = False,
         secrets: tuple[str, ...] = (),
     ) -> None:
         self.vendor = vendor
         self.conn_id = conn_id
         self.status = status
+        #: The call timed out (no answer in time): like a 429, a sign to slow down.
+        self.timed_out = timed_out
         self.body = redact(body, secrets)
         self.retryable = retryable
         self.retry_after = retry_after

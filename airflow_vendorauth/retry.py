@@ -86,14 +86,15 @@ def retry_arguments(
     retry_on: Callable[[BaseException], bool] = is_retryable,
     logger: logging.Logger,
     what: str,
-    on_retry: Callable[[], None] | None = None,
+    on_retry: Callable[[BaseException | None], None] | None = None,
 ) -> dict[str, Any]:
-    """Keyword arguments for ``tenacity.Retrying`` and ``tenacity.AsyncRetrying``: one policy, two loops."""
+    """Keyword arguments for ``tenacity.Retrying`` and ``tenacity.AsyncRetrying``: one policy, two loops.
+    ``on_retry`` hears of each failure about to be retried (the paging window slows down on throttling)."""
 
     def before_sleep(retry_state: tenacity.RetryCallState) -> None:
-        if on_retry is not None:
-            on_retry()
         exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if on_retry is not None:
+            on_retry(exc)
         sleep = retry_state.next_action.sleep if retry_state.next_action else 0.0
         logger.warning(
             "%s failed (attempt %d of %d): %s; retrying in %.2f s",

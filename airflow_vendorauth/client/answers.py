@@ -88,6 +88,7 @@ def _transport_failure(
         f"{method} {endpoint} for connection {caller.conn_id!r} failed: {type(exc).__name__}: {exc}",
         status=None,
         retryable=method in IDEMPOTENT_METHODS or unsafe_ok or isinstance(exc, _NEVER_REACHED),
+        timed_out=isinstance(exc, httpx.TimeoutException),
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -19,11 +20,12 @@ import tenacity
 
 from airflow_vendorauth.auth.httpx_auth import Origin, VendorAuth, origin_of
 from airflow_vendorauth.auth.provider import TokenProvider
-from airflow_vendorauth.client import answers
+from airflow_vendorauth.client import answers, pool
 from airflow_vendorauth.exceptions import VendorApiError
-from airflow_vendorauth.pagination.drivers import apage_batches, page_batches
+from airflow_vendorauth.pagination.adaptive import AdaptiveConcurrency
+from airflow_vendorauth.pagination.drivers import apage_batches, page_batches, window_for
 from airflow_vendorauth.pagination.strategies import PageRequest, Pagination
-from airflow_vendorauth.pagination.walk import PageBatch, PagingOptions
+from airflow_vendorauth.pagination.walk import PageBatch, PagingOptions, Window
 from airflow_vendorauth.retry import Outcome, RetryPolicy, arun_call, call_flow, retry_arguments, run_call
 from airflow_vendorauth.vendors.profile import ConnectionSettings
 
@@ -43,6 +45,7 @@ class ApiClient:
         policy: RetryPolicy,
         default_pagination: Callable[[], Pagination] | None,
         logger: logging.Logger,
+        max_concurrency: int = 4,
         transport: httpx.BaseTransport | None = None,
         async_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -52,10 +55,20 @@ class ApiClient:
         self._sensitive_headers = ("Authorization", *sensitive_headers)
         self._origin: Origin = origin_of(httpx.URL(settings.base_url))
         self._default_pagination = default_pagination
+        #: The most pages fetched at once by ``concurrency="auto"`` (the vendor's declared ceiling).
+        self.max_concurrency = max_concurrency
+        self._windows: list[AdaptiveConcurrency] = []
         self._transport, self._async_transport = transport, async_transport
         self._client: httpx.Client | None = None
-        self._async_client: httpx.AsyncClient | None = None
-        self._async_client_loop: asyncio.AbstractEventLoop | None = None
+        #: The loop whose shared async client this client holds (see :mod:`.pool`).
+        self._async_loop: asyncio.AbstractEventLoop | None = None
+        self._pool_key = (
+            provider.key,
+            settings.base_url,
+            settings.timeout,
+            settings.verify,
+            tuple(sorted(api_headers.items())),
+        )
         self.caller = answers.Caller(settings.vendor, settings.conn_id, self._secrets, self._roles)
         #: API retries made so far (the operator reports them in its progress lines).
         self.retries = 0
@@ -65,7 +78,7 @@ class ApiClient:
                 retry_on=lambda exc: isinstance(exc, VendorApiError) and exc.retryable,
                 logger=logger,
                 what=f"{settings.vendor} API call",
-                on_retry=self._count_retry,
+                on_retry=self._on_retry,
             )
         )
 
@@ -77,8 +90,11 @@ class ApiClient:
         """The vendor's headers every API call carries (besides Authorization)."""
         return dict(self._auth.headers)
 
-    def _count_retry(self) -> None:
+    def _on_retry(self, exc: BaseException | None) -> None:
         self.retries += 1
+        if isinstance(exc, VendorApiError) and (exc.status == 429 or exc.timed_out):
+            for window in self._windows:  # the API pushes back: every adaptive scan slows down
+                window.throttle()
 
     def _secrets(self) -> tuple[str, ...]:
         last = self.provider.last_token
@@ -122,13 +138,23 @@ class ApiClient:
         return self._client
 
     def aget_client(self) -> httpx.AsyncClient:
-        """The async twin of :meth:`get_client`, one per event loop (an AsyncClient must not outlive it)."""
+        """The async twin of :meth:`get_client`: one pooled client per credential and event loop, shared
+        with every other hook of that credential (a triggerer's thousand waits share it; see :mod:`.pool`)."""
         loop = asyncio.get_running_loop()
-        if self._async_client is None or self._async_client_loop is not loop:
-            hooks = {"request": [self._astrip_if_foreign]}
-            self._async_client = httpx.AsyncClient(**self._options(), event_hooks=hooks, transport=self._async_transport)
-            self._async_client_loop = loop
-        return self._async_client
+        if self._async_loop is loop and (held := pool.current(self._pool_key)) is not None:
+            return held
+        hooks = {"request": [self._astrip_if_foreign]}
+        client = pool.acquire(
+            self._pool_key,
+            lambda: httpx.AsyncClient(**self._options(), event_hooks=hooks, transport=self._async_transport),
+        )
+        self._async_loop = loop
+        return client
+
+    async def _release_async_client(self) -> None:
+        if self._async_loop is asyncio.get_running_loop():
+            self._async_loop = None
+            await pool.release(self._pool_key)
 
     def close(self) -> None:
         if self._client is not None:
@@ -137,9 +163,8 @@ class ApiClient:
         self.provider.close()
 
     async def aclose(self) -> None:
-        if self._async_client is not None:
-            await self._async_client.aclose()
-            self._async_client = None
+        """Let go of the shared async client (the last hook to let go closes it)."""
+        await self._release_async_client()
 
     # ---- calls ----------------------------------------------------------------------------------
 
@@ -197,13 +222,30 @@ class ApiClient:
             params = None if page.url else page.params
             return self.request("GET", page.url or endpoint, params=params, headers=options.headers)
 
-        return page_batches(fetch, self._strategy(options), options, self._where(endpoint))
+        window, threads = window_for(options, self.max_concurrency)
+        with self._listening(window):
+            yield from page_batches(fetch, self._strategy(options), options, self._where(endpoint), window, threads)
 
-    def apage_batches(self, endpoint: str, options: PagingOptions) -> AsyncIterator[PageBatch]:
+    async def apage_batches(self, endpoint: str, options: PagingOptions) -> AsyncIterator[PageBatch]:
         """The async twin of :meth:`page_batches`."""
 
         async def fetch(page: PageRequest) -> httpx.Response:
             params = None if page.url else page.params
             return await self.arequest("GET", page.url or endpoint, params=params, headers=options.headers)
 
-        return apage_batches(fetch, self._strategy(options), options, self._where(endpoint))
+        window, _ = window_for(options, self.max_concurrency)
+        with self._listening(window):
+            async for batch in apage_batches(fetch, self._strategy(options), options, self._where(endpoint), window):
+                yield batch
+
+    @contextmanager
+    def _listening(self, window: Window) -> Iterator[None]:
+        """While a scan runs, its adaptive window hears of the API's throttling."""
+        if not isinstance(window, AdaptiveConcurrency):
+            yield
+            return
+        self._windows.append(window)
+        try:
+            yield
+        finally:
+            self._windows.remove(window)

@@ -13,15 +13,18 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import httpx
 
+from airflow_vendorauth.pagination.adaptive import AdaptiveConcurrency
 from airflow_vendorauth.pagination.strategies import PageRequest, Pagination
 from airflow_vendorauth.pagination.walk import (
     Collect,
     Emit,
     Fetch,
+    FixedWindow,
     PageBatch,
     PagingFlow,
     PagingOptions,
     Step,
+    Window,
     paging_flow,
 )
 
@@ -80,11 +83,25 @@ class _Tasks:
             task.cancel()
 
 
+def window_for(options: PagingOptions, ceiling: int) -> tuple[Window, int]:
+    """The in-flight window of a scan and the most pages fetched at once (threads, for the sync driver)."""
+    if options.concurrency == "auto":
+        return AdaptiveConcurrency(ceiling), ceiling
+    return FixedWindow(options.concurrency), options.concurrency
+
+
 def page_batches(
-    fetch: Callable[[PageRequest], httpx.Response], strategy: Pagination, options: PagingOptions, where: str
+    fetch: Callable[[PageRequest], httpx.Response],
+    strategy: Pagination,
+    options: PagingOptions,
+    where: str,
+    window: Window | None = None,
+    threads: int = 1,
 ) -> Iterator[PageBatch]:
-    """Each page's batch, in order, one page in memory (``2 * concurrency`` when fetching ahead)."""
-    flow, pages = paging_flow(strategy, options, where), _Threads(fetch, options.concurrency)
+    """Each page's batch, in order, one page in memory (the window's pages when fetching ahead)."""
+    if window is None:
+        window, threads = window_for(options, ceiling=4)
+    flow, pages = paging_flow(strategy, options, where, window), _Threads(fetch, threads)
     try:
         step = _advance(flow, None)
         while step is not None:
@@ -100,9 +117,12 @@ async def apage_batches(
     strategy: Pagination,
     options: PagingOptions,
     where: str,
+    window: Window | None = None,
 ) -> AsyncIterator[PageBatch]:
     """The async driver: the same batches, in the same order; pages ahead are asyncio tasks."""
-    flow, pages = paging_flow(strategy, options, where), _Tasks(fetch)
+    if window is None:
+        window, _ = window_for(options, ceiling=4)
+    flow, pages = paging_flow(strategy, options, where, window), _Tasks(fetch)
     try:
         step = _advance(flow, None)
         while step is not None:

@@ -6,8 +6,10 @@ drivers in :mod:`airflow_vendorauth.pagination.drivers` only do the fetching, wi
 asyncio tasks (async). So the caps, the loop guard and the fetch-ahead window live here alone.
 
 Fetching ahead: when the API announced its total (page numbers, offsets), the pages after the first
-are known in advance, and up to ``2 * concurrency`` of them are in flight while batches still come
-out in order. Cursors and next links are followed one page at a time: nothing can be known ahead.
+are known in advance, and a window of them is in flight while batches still come out in order: with
+``concurrency=N``, ``2 * N`` pages; with ``concurrency="auto"`` (the default), as many as the adaptive
+controller (:mod:`.adaptive`) allows. Cursors and next links are followed one page at a time: nothing
+can be known ahead.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any, Literal, Protocol, TypedDict
 
 import httpx
 
@@ -33,8 +35,9 @@ class PagingOptions:
     pagination: Pagination | None = None
     max_pages: int | None = None
     max_records: int | None = None
-    #: Pages in flight at once where the API announces its total (1: one after the other).
-    concurrency: int = 1
+    #: Pages in flight where the API announces its total: "auto" adapts (AIMD) under the vendor's ceiling;
+    #: a number fixes it (1: one page after the other).
+    concurrency: int | Literal["auto"] = "auto"
     #: Resume from this checkpointed request instead of the first page.
     start: PageRequest | None = None
 
@@ -47,7 +50,7 @@ class PagingKwargs(TypedDict, total=False):
     pagination: Pagination | None
     max_pages: int | None
     max_records: int | None
-    concurrency: int
+    concurrency: int | Literal["auto"]
     start: PageRequest | None
 
 
@@ -76,6 +79,25 @@ class Emit:
     """Hand this batch to the caller (the driver replies None)."""
 
     batch: PageBatch
+
+
+class Window(Protocol):
+    """How many pages may be in flight now, told when each one is done."""
+
+    @property
+    def limit(self) -> int: ...
+
+    def page_done(self) -> None: ...
+
+
+class FixedWindow:
+    """``concurrency=N``: ``2 * N`` pages in flight (N being fetched, N waiting their turn in order)."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.limit = 2 * max(1, concurrency)
+
+    def page_done(self) -> None:
+        return None
 
 
 Step = Fetch | Collect | Emit
@@ -113,7 +135,7 @@ class _Tally:
         return PageBatch(records, following)
 
 
-def paging_flow(strategy: Pagination, options: PagingOptions, where: str) -> PagingFlow:
+def paging_flow(strategy: Pagination, options: PagingOptions, where: str, window: Window) -> PagingFlow:
     """The decisions of a whole scan, as steps for a driver (see the module docstring)."""
     tally = _Tally(strategy, options, where)
     request: PageRequest | None = options.start or strategy.first(options.params)
@@ -121,29 +143,31 @@ def paging_flow(strategy: Pagination, options: PagingOptions, where: str) -> Pag
         tally.guard(request)
         yield Fetch(request)
         page = strategy.read((yield COLLECT), request, where)  # type: ignore[arg-type]
-        planned = strategy.plan(page) if options.concurrency > 1 else None
+        planned = strategy.plan(page) if options.concurrency != 1 else None
         batch = tally.batch(page)
         yield Emit(batch)
         request = batch.next_request
         if planned and request is not None:
-            yield from _fetch_ahead(tally, iter(planned), options.concurrency)
+            yield from _fetch_ahead(tally, iter(planned), window)
             return
 
 
-def _fetch_ahead(tally: _Tally, planned: Iterator[PageRequest], concurrency: int) -> PagingFlow:
+def _fetch_ahead(tally: _Tally, planned: Iterator[PageRequest], window: Window) -> PagingFlow:
     in_flight: list[PageRequest] = []
-    for request in planned:
-        yield Fetch(request)
-        in_flight.append(request)
-        if len(in_flight) >= 2 * concurrency:
-            break
+    yield from _fill(in_flight, planned, window)
     while in_flight:
         request = in_flight.pop(0)
         page = tally.strategy.read((yield COLLECT), request, tally.where)  # type: ignore[arg-type]
+        window.page_done()
         batch = tally.batch(page)
         yield Emit(batch)
         if batch.next_request is None:
             return
-        if (following := next(planned, None)) is not None:
-            yield Fetch(following)
-            in_flight.append(following)
+        yield from _fill(in_flight, planned, window)
+
+
+def _fill(in_flight: list[PageRequest], planned: Iterator[PageRequest], window: Window) -> PagingFlow:
+    """Start pages until the window is full (or the plan is done)."""
+    while len(in_flight) < window.limit and (request := next(planned, None)) is not None:
+        yield Fetch(request)
+        in_flight.append(request)

@@ -272,6 +272,8 @@ def router(state: SandboxState) -> APIRouter:
                 start = int(base64.urlsafe_b64decode(page_id.encode()).decode()) if page_id else 0
             except ValueError:
                 return bad_request("smartrecruiters", "pageId is invalid")
+            if page_id is None and request.query_params.get("offset") is not None:  # the list APIs' offset paging
+                start = _int(request, "offset", 0) or 0
             total = state.sizes[dataset]
             end = min(start + limit, total)
             body: dict[str, Any] = {"totalFound": total, "limit": limit, "content": page_of(dataset, range(start, end))}

@@ -67,6 +67,7 @@ class FaultsAndCounters:
         state = self.state
         vendor, route, is_token = classify(scope["path"])
         state.count(vendor, "token_requests" if is_token else "metadata_requests" if route == "metadata" else "api_requests")
+        state.seen_from(vendor, scope.get("client"))
 
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.start":

@@ -170,6 +170,8 @@ class SandboxState:
     assertion_audience: str | None = None
     #: The generic server's refresh tokens: token -> (client id, scope, still valid).
     refresh_tokens: dict[str, tuple[str, str, bool]] = field(default_factory=dict)
+    #: The client addresses (host, port) each vendor's requests came from: one per TCP connection.
+    peers: dict[str, set[tuple[Any, ...]]] = field(default_factory=dict)
 
     # ---- tokens -------------------------------------------------------------------------------------
 
@@ -227,6 +229,16 @@ class SandboxState:
         with self.lock:
             self.counters[vendor][what] += 1
 
+    def seen_from(self, vendor: str, client: Any) -> None:
+        """Count a client's TCP connection (its address and port) once: ``connections`` in the stats."""
+        if client is None:
+            return
+        with self.lock:
+            peers = self.peers.setdefault(vendor, set())
+            if tuple(client) not in peers:
+                peers.add(tuple(client))
+                self.counters[vendor]["connections"] += 1
+
     def stats(self) -> dict[str, dict[str, int]]:
         with self.lock:
             return {v: dict(c) for v, c in self.counters.items()}
@@ -245,6 +257,7 @@ class SandboxState:
             self.all_issued.clear()
             self.scans.clear()
             self.refresh_tokens.clear()
+            self.peers.clear()
             self.assertions.reset()
             self.assertion_audience = None
             self.credentials = SandboxCredentials()

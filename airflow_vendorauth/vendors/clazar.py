@@ -24,4 +24,5 @@ CLAZAR = VendorProfile(
     token_url_template="{host}/authenticate/",
     build_token_request=lambda s, attempt: json_client_credentials(attempt.token_url, s.client_id, s.client_secret or ""),
     default_pagination=_pagination,
+    max_concurrency=4,  # no documented limit: a conservative default
 )

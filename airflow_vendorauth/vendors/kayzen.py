@@ -32,4 +32,5 @@ KAYZEN = VendorProfile(
     login_label="API key",
     password_label="API secret",
     default_pagination=_pagination,
+    max_concurrency=4,  # no documented limit: a conservative default
 )

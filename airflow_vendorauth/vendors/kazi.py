@@ -74,5 +74,6 @@ KAZI = VendorProfile(
     identity_extras=("resource", *ENTRA_IDENTITY),
     issues_jwt=True,
     default_pagination=_pagination,
+    max_concurrency=8,  # Azure API Management in front answers 429 with Retry-After past its rate
     header_names=lambda s: ("Ocp-Apim-Subscription-Key",),
 )

@@ -121,5 +121,6 @@ KEYAVI = VendorProfile(
     validate=_validate,
     identity_extras=("scope", "grant_type", "username", "user_password", *ENTRA_IDENTITY),
     default_pagination=_pagination,
+    max_concurrency=6,  # APIM in front, as for Kazi; a smaller default until Keyavi states a limit
     header_names=lambda s: ("Ocp-Apim-Subscription-Key", "x-api-caller-id"),
 )

@@ -59,6 +59,8 @@ class VendorProfile:
     default_pagination: Callable[[ConnectionSettings], Any] | None = None
     #: Headers that must never follow a request to another origin (besides Authorization).
     header_names: Callable[[ConnectionSettings], tuple[str, ...]] = lambda settings: ()
+    #: The most pages ``concurrency="auto"`` fetches at once: what the vendor tolerates per credential.
+    max_concurrency: int = 4
     #: The grant's refresh token seed extra, for ``grant_type=refresh_token`` (the oauth2 type).
     refresh_seed: Callable[[ConnectionSettings], str | None] = lambda settings: None
 

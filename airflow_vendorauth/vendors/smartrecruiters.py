@@ -26,4 +26,5 @@ SMARTRECRUITERS = VendorProfile(
         attempt.token_url, {"grant_type": "client_credentials"}, client_credentials(s, "client_secret_post")
     ),
     default_pagination=_pagination,
+    max_concurrency=8,  # its documented limit: about 8 concurrent requests per credential
 )

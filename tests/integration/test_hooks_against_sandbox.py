@@ -18,7 +18,7 @@ from airflow_vendorauth.sandbox.client import Sandbox
 
 pytestmark = pytest.mark.integration
 
-FAST = RetryPolicy(max_attempts=6, initial_wait_seconds=0.02, max_wait_seconds=0.2, retry_after_cap_seconds=0.2)
+FAST = RetryPolicy(max_attempts=10, initial_wait_seconds=0.02, max_wait_seconds=0.2, retry_after_cap_seconds=0.2)
 
 #: conn_id -> (hook class, vendor, list endpoint, sandbox dataset)
 CASES = {

@@ -396,3 +396,21 @@ def test_a_401_from_another_origin_keeps_the_token(vendor_sandbox: Sandbox, sand
     hook.request("GET", "/tagging/v2/expectations")
     assert vendor_sandbox.token_requests("kazi") == 1
     assert vendor_sandbox.stats()["kazi"]["status_401"] == 1  # the foreign call was sent once, not resent
+
+
+async def test_hooks_of_one_credential_share_one_async_client_and_few_connections(
+    vendor_sandbox: Sandbox, sandbox_connections: dict
+) -> None:
+    """Fifty hooks in one event loop (fifty deferred waits in a triggerer) share one pooled client."""
+    from airflow_vendorauth.client import pool
+
+    hooks = [KaziHook("kazi_default") for _ in range(50)]
+    await asyncio.gather(*(h.arequest("GET", "/tagging/v2/expectations", params={"pageSize": 1}) for h in hooks))
+    assert pool.shared_clients() == 1
+    assert len({id(await h.aget_client()) for h in hooks}) == 1
+    for h in hooks[:-1]:
+        await h.aclose()
+    assert pool.shared_clients() == 1  # still in use by the last one
+    await hooks[-1].aclose()
+    assert pool.shared_clients() == 0  # the last one to let go closed it
+    assert vendor_sandbox.token_requests("kazi") == 1

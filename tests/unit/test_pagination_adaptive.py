@@ -1,0 +1,102 @@
+"""concurrency="auto" (pagination/adaptive.py): additive increase while pages come back clean,
+halving on a 429 or a timeout, never above the vendor's ceiling; records still in order, exactly once."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import pytest
+
+from airflow_vendorauth.pagination import PageNumberPagination
+from airflow_vendorauth.pagination.adaptive import AdaptiveConcurrency
+from airflow_vendorauth.retry import RetryPolicy
+from tests.unit.fakes import hook_for, set_connection
+
+
+def test_it_grows_by_one_per_clean_window_and_halves_on_throttling() -> None:
+    window = AdaptiveConcurrency(ceiling=8)
+    assert window.limit == 2
+    for _ in range(2):
+        window.page_done()
+    assert window.limit == 3
+    for _ in range(3 + 4 + 5 + 6 + 7 + 8):
+        window.page_done()
+    assert window.limit == 8  # the ceiling, never more
+    window.throttle()
+    assert window.limit == 4
+    window.throttle()
+    window.throttle()
+    window.throttle()
+    assert window.limit == 1  # never less than one
+
+
+class ThrottlingApi:
+    """100 records per page, 2,000 in all; answers 429 (Retry-After: 1) while more than ``allowed``
+    requests are in flight, and records the peak."""
+
+    def __init__(self, allowed: int) -> None:
+        self.allowed, self.in_flight, self.peak, self.throttled = allowed, 0, 0, 0
+        self.guard = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":  # the token endpoint
+            return httpx.Response(200, json={"access_token": "t", "token_type": "bearer", "expires_in": 3600})
+        with self.guard:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            refuse = self.in_flight > self.allowed
+            self.throttled += refuse
+        try:
+            if refuse:
+                return httpx.Response(429, headers={"Retry-After": "1"}, json={"error": "slow down"})
+            time.sleep(0.01)
+            page = int(request.url.params["page"])
+            items = list(range((page - 1) * 100, min(page * 100, 2000)))
+            return httpx.Response(200, json={"items": items, "total": 2000})
+        finally:
+            with self.guard:
+                self.in_flight -= 1
+
+
+@pytest.mark.parametrize("allowed", [3, 100])
+def test_an_auto_scan_backs_off_when_throttled_and_keeps_every_record_in_order(
+    monkeypatch: pytest.MonkeyPatch, allowed: int
+) -> None:
+    set_connection(monkeypatch, "clazar")  # a ceiling of 4 pages in flight
+    api = ThrottlingApi(allowed)
+    hook = hook_for("clazar", transport=httpx.MockTransport(api), retry_policy=RetryPolicy(max_attempts=20, retry_after_cap_seconds=0.05))
+    strategy = PageNumberPagination(page_size=100, records_path="items", total_path="total")
+    records = list(hook.paginate("/items", pagination=strategy))
+    assert records == list(range(2000))
+    assert api.peak <= hook.client.max_concurrency == 4
+    if allowed == 3:
+        assert api.throttled > 0  # it tried, got pushed back, and slowed down
+    else:
+        assert api.throttled == 0 and api.peak > 1  # unthrottled, it used the room it had
+
+
+def test_a_cursor_api_gets_one_page_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_connection(monkeypatch, "smartrecruiters")
+    api = ThrottlingApi(allowed=100)
+
+    def cursor(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return api(request)
+        start = int(request.url.params.get("pageId", 0))
+        with api.guard:
+            api.in_flight += 1
+            api.peak = max(api.peak, api.in_flight)
+        time.sleep(0.005)
+        with api.guard:
+            api.in_flight -= 1
+        body = {"content": list(range(start, min(start + 100, 500))), "totalFound": 500}
+        if start + 100 < 500:
+            body["nextPageId"] = str(start + 100)
+        return httpx.Response(200, content=json.dumps(body))
+
+    hook = hook_for("smartrecruiters", transport=httpx.MockTransport(cursor))
+    assert list(hook.paginate("/jobs")) == list(range(500))
+    assert api.peak == 1  # nothing can be known ahead of a cursor
