@@ -89,12 +89,6 @@ def main() -> str:
     probe = root / "lag.json"
     with Sandbox("--scan-seconds", str(WINDOW + 20)) as sandbox:
         os.environ.update(sandbox.environment())
-        hook = KaziHook("kazi_default")  # the scans the triggers wait for, submitted up front
-        scan_ids = [
-            str(hook.json_body(hook.request("POST", "/tagging/v2/job-scans", json={"jobs": [{"id": f"j{n}"}]}), "id"))
-            for n in range(SCANS)
-        ]
-        sandbox.configure(sizes={"oauth2.items": 0})  # the sensors' condition is not met yet
         env = {
             **sandbox.environment(),
             "AIRFLOW__TRIGGERER__CAPACITY": str(SCANS + WAITS + 10),
@@ -104,7 +98,13 @@ def main() -> str:
         deployment.cli("db", "migrate")
         deployment.cli("dags", "reserialize")
         sandbox.reset()
-        sandbox.configure(sizes={"oauth2.items": 0}, scan_seconds=WINDOW + 20)
+        sandbox.configure(sizes={"oauth2.items": 0}, scan_seconds=WINDOW + 20)  # the sensors' condition: not yet
+        hook = KaziHook("kazi_default")  # the scans the triggers wait for, submitted up front
+        scan_ids = [
+            str(hook.json_body(hook.request("POST", "/tagging/v2/job-scans", json={"jobs": [{"id": f"j{n}"}]}), "id"))
+            for n in range(SCANS)
+        ]
+        before = sandbox.stats()  # the submissions are not the triggerer's doing
         triggerer = deployment.spawn("triggerer", "triggerer")
         try:
             time.sleep(15)
@@ -124,7 +124,11 @@ def main() -> str:
                 if time.monotonic() - started > WINDOW / 2:
                     sandbox.configure(sizes={"oauth2.items": 230})  # now the sensors' condition holds
                 time.sleep(0.5)
-            stats = sandbox.stats()
+            after = sandbox.stats()
+            stats = {
+                vendor: {k: v - before.get(vendor, {}).get(k, 0) for k, v in counts.items()}
+                for vendor, counts in after.items()
+            }
         finally:
             deployment.stop()
     lags = sorted(json.loads(probe.read_text())) if probe.exists() else []

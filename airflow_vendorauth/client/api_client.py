@@ -146,7 +146,9 @@ class ApiClient:
         hooks = {"request": [self._astrip_if_foreign]}
         client = pool.acquire(
             self._pool_key,
-            lambda: httpx.AsyncClient(**self._options(), event_hooks=hooks, transport=self._async_transport),
+            lambda: httpx.AsyncClient(
+                **self._options(), event_hooks=hooks, transport=self._async_transport, limits=pool.LIMITS
+            ),
         )
         self._async_loop = loop
         return client

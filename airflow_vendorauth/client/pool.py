@@ -15,6 +15,10 @@ from collections.abc import Callable, Hashable
 
 import httpx
 
+#: Connections per shared client, all kept alive: a thousand waits reuse these instead of opening
+#: (and closing) a connection each, which also keeps the API's connection count low.
+LIMITS = httpx.Limits(max_connections=32, max_keepalive_connections=32, keepalive_expiry=60.0)
+
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Hashable, list[object]]] = (
     weakref.WeakKeyDictionary()
 )

@@ -20,8 +20,8 @@ from airflow_vendorauth.auth.provider import TokenProvider
 from airflow_vendorauth.auth.token import AccessToken
 from airflow_vendorauth.auth.token_endpoint import TokenEndpoint
 from airflow_vendorauth.client.api_client import ApiClient
-from airflow_vendorauth.compat import aget_connection
 from airflow_vendorauth.exceptions import ConnectionConfigError, VendorAuthError
+from airflow_vendorauth.hooks.async_connections import read_connection
 from airflow_vendorauth.hooks.masking import mask
 from airflow_vendorauth.hooks.shared_cache import shared_cache_for
 from airflow_vendorauth.pagination.walk import PageBatch, PagingKwargs, PagingOptions
@@ -102,7 +102,7 @@ class VendorHook(BaseHook):
 
     async def asettings(self) -> ConnectionSettings:
         """The async twin of :attr:`settings`: triggers must read connections with the async API."""
-        return self._settings or self.use_connection(await aget_connection(self.conn_id))
+        return self._settings or self.use_connection(await read_connection(self.conn_id))
 
     # ---- wiring: token provider and API client --------------------------------------------------------
 
@@ -268,7 +268,7 @@ def hook_for_connection(conn_id: str) -> VendorHook:
 
 async def hook_for_connection_async(conn_id: str) -> VendorHook:
     """:func:`hook_for_connection` for triggers, which must read connections with the async API."""
-    return _hook_of(await aget_connection(conn_id), conn_id)
+    return _hook_of(await read_connection(conn_id), conn_id)
 
 
 def _hook_of(conn: Connection, conn_id: str) -> VendorHook:

@@ -9,9 +9,13 @@ def forget_process_state() -> None:
     from airflow_vendorauth.auth.cache import MEMORY_CACHE
     from airflow_vendorauth.auth.provider import forget_remembered_failures
     from airflow_vendorauth.auth.warn_once import forget_warnings
+    from airflow_vendorauth.hooks.async_connections import forget_async_reads
+    from airflow_vendorauth.hooks.masking import forget_masked
     from airflow_vendorauth.hooks.shared_cache import forget_shared_caches
 
     MEMORY_CACHE.clear()
     forget_remembered_failures()
     forget_shared_caches()
+    forget_async_reads()
+    forget_masked()
     forget_warnings()

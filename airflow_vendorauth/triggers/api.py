@@ -2,12 +2,13 @@
 
 Its kwargs (serialised into the metadata database) hold the connection id, the request and the check,
 never a token; the trigger reads the connection with the async API. A thousand of them share one token
-per credential and one pooled async client per hook (see the single flight of the token provider).
+per credential, one hook per connection and one pooled async client (see the single flight of the token provider).
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -48,13 +49,12 @@ class VendorApiTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_vendorauth.hooks.base import hook_for_connection_async
+        from airflow_vendorauth.hooks.shared_hooks import shared_hook
 
         check = AnswerCheck(**self.check)
         deadline = datetime.fromisoformat(self.deadline)
-        hook = await hook_for_connection_async(self.conn_id)
         pokes = 0
-        try:
+        async with shared_hook(self.conn_id) as hook:
             while True:
                 pokes += 1
                 try:
@@ -69,6 +69,5 @@ class VendorApiTrigger(BaseTrigger):
                     message = f"{self.endpoint} did not satisfy {check.describe()} by {self.deadline}"
                     yield TriggerEvent({"status": "timeout", "message": message, "pokes": pokes})
                     return
-                await asyncio.sleep(self.poke_interval)
-        finally:
-            await hook.aclose()
+                # jittered, so a thousand waits deferred together do not poke in lock step
+                await asyncio.sleep(self.poke_interval * random.uniform(0.9, 1.1))

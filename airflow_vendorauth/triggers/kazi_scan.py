@@ -7,6 +7,7 @@ id, never a token or a secret; the trigger reads the connection itself with the 
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +15,9 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_vendorauth.vendors.kazi import scan_outcome
+
+#: The first poll waits a random moment up to this long (or the poll interval, if shorter).
+FIRST_POLL_SPREAD_SECONDS = 2.0
 
 
 class KaziScanTrigger(BaseTrigger):
@@ -42,11 +46,12 @@ class KaziScanTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_vendorauth.hooks.kazi import KaziHook
+        from airflow_vendorauth.hooks.shared_hooks import shared_hook
 
-        hook = KaziHook(self.conn_id)
         deadline = datetime.fromisoformat(self.deadline)
-        try:
+        # A thousand scans deferred together would poll in lock step: spread them over the interval.
+        await asyncio.sleep(random.uniform(0, min(self.poll_interval, FIRST_POLL_SPREAD_SECONDS)))
+        async with shared_hook(self.conn_id) as hook:
             while True:
                 try:
                     status = hook.json_body(await hook.arequest("GET", self.status_endpoint), "status")
@@ -65,6 +70,4 @@ class KaziScanTrigger(BaseTrigger):
                     message = f"Kazi scan {self.scan_id} still {status} at the deadline {self.deadline}"
                     yield TriggerEvent({"status": "error", "scan_id": self.scan_id, "message": message})
                     return
-                await asyncio.sleep(self.poll_interval)
-        finally:
-            await hook.aclose()
+                await asyncio.sleep(self.poll_interval * random.uniform(0.9, 1.1))
