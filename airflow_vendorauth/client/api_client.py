@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from typing import Any
 
 import httpx
@@ -30,6 +30,11 @@ from airflow_vendorauth.retry import Outcome, RetryPolicy, arun_call, call_flow,
 from airflow_vendorauth.vendors.profile import ConnectionSettings
 
 USER_AGENT = "airflow-vendorauth"
+
+
+@asynccontextmanager
+async def _no_agate() -> AsyncIterator[None]:
+    yield
 
 
 class ApiClient:
@@ -220,22 +225,28 @@ class ApiClient:
     def page_batches(self, endpoint: str, options: PagingOptions) -> Iterator[PageBatch]:
         """Each page's records and the request of the next page, one page in memory at a time."""
 
+        window, threads = window_for(options, self.max_concurrency)
+        gate = window.gate if isinstance(window, AdaptiveConcurrency) else nullcontext
+
         def fetch(page: PageRequest) -> httpx.Response:
             params = None if page.url else page.params
-            return self.request("GET", page.url or endpoint, params=params, headers=options.headers)
+            with gate():
+                return self.request("GET", page.url or endpoint, params=params, headers=options.headers)
 
-        window, threads = window_for(options, self.max_concurrency)
         with self._listening(window):
             yield from page_batches(fetch, self._strategy(options), options, self._where(endpoint), window, threads)
 
     async def apage_batches(self, endpoint: str, options: PagingOptions) -> AsyncIterator[PageBatch]:
         """The async twin of :meth:`page_batches`."""
 
+        window, _ = window_for(options, self.max_concurrency)
+        gate = window.agate if isinstance(window, AdaptiveConcurrency) else _no_agate
+
         async def fetch(page: PageRequest) -> httpx.Response:
             params = None if page.url else page.params
-            return await self.arequest("GET", page.url or endpoint, params=params, headers=options.headers)
+            async with gate():
+                return await self.arequest("GET", page.url or endpoint, params=params, headers=options.headers)
 
-        window, _ = window_for(options, self.max_concurrency)
         with self._listening(window):
             async for batch in apage_batches(fetch, self._strategy(options), options, self._where(endpoint), window):
                 yield batch

@@ -1,48 +1,120 @@
-"""How many pages to have in flight: additive increase, multiplicative decrease (AIMD), as TCP does.
+"""How many pages to have in flight: additive increase, multiplicative decrease (AIMD), as TCP does, and
+no increase that buys nothing.
 
-``concurrency="auto"`` starts with two pages in flight, adds one after each window of pages that came
-back clean, and halves on a throttling signal (a 429, a timeout) the API client reports, never above the
-vendor's declared ceiling nor below one. It only decides how many pages may be in flight; which pages
-and in which order stay the paging loop's business (records are still written in order, exactly once).
+``concurrency="auto"`` starts with half the vendor's ceiling in flight. After each sample of pages (a window, at least
+:data:`SAMPLE` pages) it compares the pages per second with the sample before: one more page in flight
+when the API kept up, one less (and a pause of :data:`HOLD` samples before trying again) when the last
+step up did not make the scan faster (the API or this machine is saturated: more in flight would only
+queue), and half as many on a throttling signal the API client reports (a 429, a timeout). Never above the
+vendor's declared ceiling nor below one. It decides how many requests run at once (its :meth:`gate`) and lets twice as many pages be
+held in flight, so pages that came back early wait their turn while the next requests already run;
+which pages and in which order stay the paging loop's business (records are still written in order,
+exactly once).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
-#: Pages in flight when a scan starts, before the API has said anything.
-START = 2
+#: Pages per throughput sample (at least; a larger window samples over the window): fewer make a noisy
+#: measure of pages that take a millisecond each.
+SAMPLE = 16
+#: A step up must make the scan this much faster to be kept.
+GAIN = 0.05
+#: Samples to wait, after a step up that bought nothing, before probing again.
+HOLD = 10
 
 
 class AdaptiveConcurrency:
     """The in-flight limit of one scan. Thread-safe: the sync driver's threads report to it."""
 
-    def __init__(self, ceiling: int, start: int = START) -> None:
+    def __init__(self, ceiling: int, start: int | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.ceiling = max(1, ceiling)
-        self._limit = min(self.ceiling, max(1, start))
-        self._clean = 0
+        #: before the API has said anything: half the ceiling (what the vendor tolerates, halved)
+        self._limit = min(self.ceiling, max(1, start if start is not None else self.ceiling // 2))
+        self._clock = clock
         self._guard = threading.Lock()
+        self._room = threading.Condition(self._guard)
+        self._running = 0
+        self._done = 0
+        self._since = clock()
+        self._last_rate: float | None = None
+        self._grew = False
+        self._hold = 0
         #: Throttling signals received (for logs and benchmarks).
         self.throttled = 0
 
     @property
-    def limit(self) -> int:
+    def concurrency(self) -> int:
+        """Requests allowed to run at once now."""
         return self._limit
 
+    @property
+    def limit(self) -> int:
+        """Pages that may be in flight (running, or back and waiting their turn): twice the requests."""
+        return 2 * self._limit
+
+    @contextmanager
+    def gate(self) -> Iterator[None]:
+        """Held while a request runs (threads): at most :attr:`concurrency` at once."""
+        with self._room:
+            while self._running >= self._limit:
+                self._room.wait()
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._room:
+                self._running -= 1
+                self._room.notify_all()
+
+    @asynccontextmanager
+    async def agate(self) -> AsyncIterator[None]:
+        """:meth:`gate` for coroutines (polled: the loop never blocks, a cancelled waiter holds nothing)."""
+        while True:
+            with self._guard:
+                if self._running < self._limit:
+                    self._running += 1
+                    break
+            await asyncio.sleep(0.002)
+        try:
+            yield
+        finally:
+            with self._room:
+                self._running -= 1
+                self._room.notify_all()
+
     def page_done(self) -> None:
-        """A page came back: after a whole window of them without throttling, allow one more."""
+        """A page came back; at the end of each sample, decide the next limit."""
         with self._guard:
-            self._clean += 1
-            if self._clean >= self._limit:
-                self._clean = 0
-                self._limit = min(self.ceiling, self._limit + 1)
+            self._done += 1
+            if self._done < max(self._limit, SAMPLE):
+                return
+            now = self._clock()
+            rate = self._done / max(now - self._since, 1e-9)
+            self._done, self._since = 0, now
+            if self._hold:
+                self._hold -= 1
+            elif self._grew and self._last_rate is not None and rate < self._last_rate * (1 + GAIN):
+                self._limit = max(1, self._limit - 1)  # the last step up bought nothing: step back, wait
+                self._grew, self._hold = False, HOLD
+            elif self._limit < self.ceiling:
+                self._limit += 1
+                self._grew = True
+            else:
+                self._grew = False
+            self._last_rate = rate
 
     def throttle(self) -> None:
         """The API pushed back (429, timeout): halve what is in flight."""
         with self._guard:
             self.throttled += 1
-            self._clean = 0
             self._limit = max(1, self._limit // 2)
+            self._grew, self._done, self._since, self._last_rate = False, 0, self._clock(), None
 
     def __repr__(self) -> str:
-        return f"AdaptiveConcurrency(limit={self._limit}, ceiling={self.ceiling}, throttled={self.throttled})"
+        return f"AdaptiveConcurrency(concurrency={self._limit}, ceiling={self.ceiling}, throttled={self.throttled})"

@@ -263,7 +263,8 @@ def router(state: SandboxState) -> APIRouter:
         in_flight["smartrecruiters"] += 1
         in_flight["smartrecruiters.candidates"] += int(one_at_a_time)
         try:
-            await asyncio.sleep(0)
+            # the time the server works on a request, holding its concurrency slot (configurable)
+            await asyncio.sleep(state.work_ms.get("smartrecruiters", 0) / 1000)
             limit = _int(request, "limit", 10)
             if limit is None or not 1 <= limit <= MAX_PAGE_SIZE["smartrecruiters"]:
                 return bad_request("smartrecruiters", "limit must be between 1 and 100")

@@ -200,6 +200,7 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
             state.sizes.update(body.get("sizes", {}))
             if "scan_seconds" in body:
                 state.scan_seconds = float(body["scan_seconds"])
+            state.work_ms.update(body.get("work_ms", {}))
             if "assertion_audience" in body:
                 state.assertion_audience = body["assertion_audience"]
         return {"lifetimes": state.lifetimes, "sizes": state.sizes, "scan_seconds": state.scan_seconds}

@@ -154,6 +154,8 @@ class SandboxState:
     lifetimes: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_LIFETIMES))
     sizes: dict[str, int] = field(default_factory=lambda: {k: v[1] for k, v in DATASETS.items()})
     scan_seconds: float = 2.0
+    #: Milliseconds a vendor's server works on each API request while holding its concurrency slot.
+    work_ms: dict[str, float] = field(default_factory=dict)
     faults: list[FaultRule] = field(default_factory=list)
     #: vendor -> queue of malformed token answers to serve next ("html", "empty", ...).
     malformed_tokens: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
@@ -262,6 +264,7 @@ class SandboxState:
             self.assertion_audience = None
             self.credentials = SandboxCredentials()
             self.lifetimes = dict(DEFAULT_LIFETIMES)
+            self.work_ms = {}
             self.sizes = {k: v[1] for k, v in DATASETS.items()}
 
     def draw(self) -> float:

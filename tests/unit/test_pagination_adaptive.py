@@ -16,25 +16,53 @@ from airflow_vendorauth.retry import RetryPolicy
 from tests.unit.fakes import hook_for, set_connection
 
 
-def test_it_grows_by_one_per_clean_window_and_halves_on_throttling() -> None:
-    window = AdaptiveConcurrency(ceiling=8)
-    assert window.limit == 2
-    for _ in range(2):
+class Clock:
+    """Time that passes as the test says: each page takes ``per_page(limit)`` seconds of scan time."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run_pages(window: AdaptiveConcurrency, clock: Clock, pages: int, per_page) -> list[int]:  # type: ignore[no-untyped-def]
+    limits = []
+    for _ in range(pages):
+        clock.now += per_page(window.concurrency)
         window.page_done()
-    assert window.limit == 3
-    for _ in range(3 + 4 + 5 + 6 + 7 + 8):
-        window.page_done()
-    assert window.limit == 8  # the ceiling, never more
+        limits.append(window.concurrency)
+    return limits
+
+
+def test_it_grows_while_more_in_flight_makes_the_scan_faster() -> None:
+    clock = Clock()
+    window = AdaptiveConcurrency(ceiling=8, start=2, clock=clock)
+    assert window.concurrency == 2 and AdaptiveConcurrency(ceiling=8).concurrency == 4  # by default: half the ceiling
+    limits = run_pages(window, clock, 400, lambda limit: 0.1 / limit)  # latency-bound: parallel pages help
+    assert limits[-1] == 8 and max(limits) == 8  # up to the ceiling, never past it
+    assert limits == sorted(limits)  # one step at a time, never back
+
+
+def test_it_stops_growing_when_a_step_up_buys_nothing() -> None:
+    clock = Clock()
+    window = AdaptiveConcurrency(ceiling=8, start=2, clock=clock)
+    limits = run_pages(window, clock, 800, lambda limit: 0.1 / min(limit, 4))  # saturated beyond 4
+    assert max(limits) <= 6 and limits[-1] <= 5  # it probes one step past 4, sees no gain, steps back
+    assert 4 in limits[-50:]
+
+
+def test_it_halves_on_throttling_and_never_goes_below_one() -> None:
+    window = AdaptiveConcurrency(ceiling=8, start=8)
     window.throttle()
-    assert window.limit == 4
-    window.throttle()
-    window.throttle()
-    window.throttle()
-    assert window.limit == 1  # never less than one
+    assert window.concurrency == 4
+    for _ in range(5):
+        window.throttle()
+    assert window.concurrency == 1 and window.throttled == 6
 
 
 class ThrottlingApi:
-    """100 records per page, 2,000 in all; answers 429 (Retry-After: 1) while more than ``allowed``
+    """100 records per page, 10,000 in all; answers 429 (Retry-After: 1) while more than ``allowed``
     requests are in flight, and records the peak."""
 
     def __init__(self, allowed: int) -> None:
@@ -54,8 +82,8 @@ class ThrottlingApi:
                 return httpx.Response(429, headers={"Retry-After": "1"}, json={"error": "slow down"})
             time.sleep(0.01)
             page = int(request.url.params["page"])
-            items = list(range((page - 1) * 100, min(page * 100, 2000)))
-            return httpx.Response(200, json={"items": items, "total": 2000})
+            items = list(range((page - 1) * 100, min(page * 100, 10_000)))
+            return httpx.Response(200, json={"items": items, "total": 10_000})
         finally:
             with self.guard:
                 self.in_flight -= 1
@@ -70,7 +98,7 @@ def test_an_auto_scan_backs_off_when_throttled_and_keeps_every_record_in_order(
     hook = hook_for("clazar", transport=httpx.MockTransport(api), retry_policy=RetryPolicy(max_attempts=20, retry_after_cap_seconds=0.05))
     strategy = PageNumberPagination(page_size=100, records_path="items", total_path="total")
     records = list(hook.paginate("/items", pagination=strategy))
-    assert records == list(range(2000))
+    assert records == list(range(10_000))
     assert api.peak <= hook.client.max_concurrency == 4
     if allowed == 3:
         assert api.throttled > 0  # it tried, got pushed back, and slowed down
