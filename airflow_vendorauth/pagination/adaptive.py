@@ -23,8 +23,11 @@ from contextlib import asynccontextmanager, contextmanager
 #: Pages per throughput sample (at least; a larger window samples over the window): fewer make a noisy
 #: measure of pages that take a millisecond each.
 SAMPLE = 16
-#: A step up must make the scan this much faster to be kept.
-GAIN = 0.05
+#: ... and at least this long: on pages of a millisecond, 16 of them are 16 ms, and a few ms of scheduling
+#: jitter would read as a 20 % change in throughput (measured: the limit then climbed on noise alone).
+MIN_SAMPLE_SECONDS = 0.05
+#: A step up must make the scan this much faster to be kept (above the noise of one sample).
+GAIN = 0.10
 #: Samples to wait, after a step up that bought nothing, before probing again.
 HOLD = 10
 
@@ -70,7 +73,7 @@ class AdaptiveConcurrency:
         finally:
             with self._room:
                 self._running -= 1
-                self._room.notify_all()
+                self._room.notify()  # one slot freed: wake one waiter, not every thread
 
     @asynccontextmanager
     async def agate(self) -> AsyncIterator[None]:
@@ -86,7 +89,7 @@ class AdaptiveConcurrency:
         finally:
             with self._room:
                 self._running -= 1
-                self._room.notify_all()
+                self._room.notify()  # one slot freed: wake one waiter, not every thread
 
     def page_done(self) -> None:
         """A page came back; at the end of each sample, decide the next limit."""
@@ -95,6 +98,8 @@ class AdaptiveConcurrency:
             if self._done < max(self._limit, SAMPLE):
                 return
             now = self._clock()
+            if now - self._since < MIN_SAMPLE_SECONDS:
+                return
             rate = self._done / max(now - self._since, 1e-9)
             self._done, self._since = 0, now
             if self._hold:
@@ -105,6 +110,7 @@ class AdaptiveConcurrency:
             elif self._limit < self.ceiling:
                 self._limit += 1
                 self._grew = True
+                self._room.notify()  # one more slot
             else:
                 self._grew = False
             self._last_rate = rate

@@ -4,6 +4,7 @@ the triggerer, triggers/api.py) and a poking one, each kept waiting until the sa
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -18,12 +19,26 @@ def test_every_vendor_is_waited_for_deferred_and_poking(
     vendor_sandbox: Sandbox, sandbox_connections: dict, airflow_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     vendor_sandbox.configure(sizes={name: 0 for name in DATASETS})  # nothing there yet
-    refill = threading.Timer(4.0, lambda: vendor_sandbox.configure(sizes={n: v[1] for n, v in DATASETS.items()}))
+    stop = threading.Event()
+
+    def refill_once_the_trigger_has_polled() -> None:
+        # Not a timer: on a busy machine dag.test() can take longer than any fixed delay to reach the first
+        # sensor, which would then find the list already full. Refill after the deferred Kazi wait has poked
+        # once in execute() and once more from the triggerer, both answered with an empty list.
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < deadline:
+            if vendor_sandbox.api_requests("kazi") >= 2:
+                break
+            stop.wait(0.1)
+        vendor_sandbox.configure(sizes={n: v[1] for n, v in DATASETS.items()})
+
+    refill = threading.Thread(target=refill_once_the_trigger_has_polled, daemon=True)
     refill.start()
     try:
         run = load_test_dag("api_sensor", monkeypatch).test()
     finally:
-        refill.cancel()
+        stop.set()
+        refill.join()
     assert run.state == "success"
     tries = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert set(tries.values()) == {"success"} and len(tries) == 11
