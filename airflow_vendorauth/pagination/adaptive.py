@@ -1,7 +1,8 @@
 """How many pages to have in flight: additive increase, multiplicative decrease (AIMD), as TCP does, and
 no increase that buys nothing.
 
-``concurrency="auto"`` starts with half the vendor's ceiling in flight. After each sample of pages (a window, at least
+``concurrency="auto"`` starts with half the vendor's ceiling in flight. The first sample (connection set-up)
+is only a warm-up. After each later sample of pages (a window, at least
 :data:`SAMPLE` pages) it compares the pages per second with the sample before: one more page in flight
 when the API kept up, one less (and a pause of :data:`HOLD` samples before trying again) when the last
 step up did not make the scan faster (the API or this machine is saturated: more in flight would only
@@ -48,6 +49,7 @@ class AdaptiveConcurrency:
         self._last_rate: float | None = None
         self._grew = False
         self._hold = 0
+        self._warm = False
         #: Throttling signals received (for logs and benchmarks).
         self.throttled = 0
 
@@ -102,6 +104,11 @@ class AdaptiveConcurrency:
                 return
             rate = self._done / max(now - self._since, 1e-9)
             self._done, self._since = 0, now
+            if not self._warm:
+                # The first sample paid for connecting (TCP, TLS, the first token): any later sample looks
+                # faster than it, so comparing with it would keep whatever step came next. Measure, don't judge.
+                self._warm = True
+                return
             if self._hold:
                 self._hold -= 1
             elif self._grew and self._last_rate is not None and rate < self._last_rate * (1 + GAIN):

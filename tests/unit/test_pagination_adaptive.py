@@ -52,6 +52,28 @@ def test_it_stops_growing_when_a_step_up_buys_nothing() -> None:
     assert 4 in limits[-50:]
 
 
+def test_it_does_not_climb_on_noise_alone() -> None:
+    """A CPU-bound scan (more in flight buys nothing) with +-15 % jitter per page: the limit must stay near
+    where it started, not ratchet up on lucky samples."""
+    import random
+
+    jitter = random.Random(7)
+    clock = Clock()
+    window = AdaptiveConcurrency(ceiling=8, start=4, clock=clock)
+    limits = run_pages(window, clock, 2000, lambda limit: 0.004 * jitter.uniform(0.85, 1.15))
+    assert max(limits) <= 5 and sum(limits) / len(limits) < 4.6
+
+
+def test_the_first_sample_is_a_warm_up() -> None:
+    """The first pages pay for connecting: the second sample, faster only because connections are warm,
+    must not be read as the gain of a step up."""
+    clock = Clock()
+    window = AdaptiveConcurrency(ceiling=8, start=4, clock=clock)
+    limits = run_pages(window, clock, 16, lambda limit: 0.02)  # connecting: slow
+    limits += run_pages(window, clock, 1000, lambda limit: 0.004)  # warm, and more in flight buys nothing
+    assert max(limits) <= 5 and limits[-1] == 4
+
+
 def test_it_halves_on_throttling_and_never_goes_below_one() -> None:
     window = AdaptiveConcurrency(ceiling=8, start=8)
     window.throttle()
