@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager, nullcontext
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
@@ -225,13 +225,11 @@ class ApiClient:
     def page_batches(self, endpoint: str, options: PagingOptions) -> Iterator[PageBatch]:
         """Each page's records and the request of the next page, one page in memory at a time."""
 
-        window, threads = window_for(options, self.max_concurrency)
-        gate = window.gate if isinstance(window, AdaptiveConcurrency) else nullcontext
+        window, threads = window_for(options, self.max_concurrency)  # the driver runs `threads` fetches at once
 
         def fetch(page: PageRequest) -> httpx.Response:
             params = None if page.url else page.params
-            with gate():
-                return self.request("GET", page.url or endpoint, params=params, headers=options.headers)
+            return self.request("GET", page.url or endpoint, params=params, headers=options.headers)
 
         with self._listening(window):
             yield from page_batches(fetch, self._strategy(options), options, self._where(endpoint), window, threads)

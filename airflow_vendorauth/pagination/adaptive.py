@@ -7,7 +7,7 @@ is only a warm-up. After each later sample of pages (a window, at least
 when the API kept up, one less (and a pause of :data:`HOLD` samples before trying again) when the last
 step up did not make the scan faster (the API or this machine is saturated: more in flight would only
 queue), and half as many on a throttling signal the API client reports (a 429, a timeout). Never above the
-vendor's declared ceiling nor below one. It decides how many requests run at once (its :meth:`gate`) and lets twice as many pages be
+vendor's declared ceiling nor below one. It decides how many requests run at once (the sync driver's thread count, the async :meth:`agate`) and lets twice as many pages be
 held in flight, so pages that came back early wait their turn while the next requests already run;
 which pages and in which order stay the paging loop's business (records are still written in order,
 exactly once).
@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 #: Pages per throughput sample (at least; a larger window samples over the window): fewer make a noisy
 #: measure of pages that take a millisecond each.
@@ -42,7 +42,6 @@ class AdaptiveConcurrency:
         self._limit = min(self.ceiling, max(1, start if start is not None else self.ceiling // 2))
         self._clock = clock
         self._guard = threading.Lock()
-        self._room = threading.Condition(self._guard)
         self._running = 0
         self._done = 0
         self._since = clock()
@@ -63,23 +62,11 @@ class AdaptiveConcurrency:
         """Pages that may be in flight (running, or back and waiting their turn): twice the requests."""
         return 2 * self._limit
 
-    @contextmanager
-    def gate(self) -> Iterator[None]:
-        """Held while a request runs (threads): at most :attr:`concurrency` at once."""
-        with self._room:
-            while self._running >= self._limit:
-                self._room.wait()
-            self._running += 1
-        try:
-            yield
-        finally:
-            with self._room:
-                self._running -= 1
-                self._room.notify()  # one slot freed: wake one waiter, not every thread
-
     @asynccontextmanager
     async def agate(self) -> AsyncIterator[None]:
-        """:meth:`gate` for coroutines (polled: the loop never blocks, a cancelled waiter holds nothing)."""
+        """Held while a request runs (coroutines): at most :attr:`concurrency` at once. Polled: the loop never
+        blocks, a cancelled waiter holds nothing. (The sync driver needs no gate: its thread count follows
+        :attr:`concurrency`.)"""
         while True:
             with self._guard:
                 if self._running < self._limit:
@@ -89,9 +76,8 @@ class AdaptiveConcurrency:
         try:
             yield
         finally:
-            with self._room:
+            with self._guard:
                 self._running -= 1
-                self._room.notify()  # one slot freed: wake one waiter, not every thread
 
     def page_done(self) -> None:
         """A page came back; at the end of each sample, decide the next limit."""
@@ -117,7 +103,6 @@ class AdaptiveConcurrency:
             elif self._limit < self.ceiling:
                 self._limit += 1
                 self._grew = True
-                self._room.notify()  # one more slot
             else:
                 self._grew = False
             self._last_rate = rate

@@ -39,25 +39,33 @@ def _advance(flow: PagingFlow, reply: httpx.Response | None) -> Step | None:
 
 
 class _Workers:
-    """Threads that fetch the queued pages: spawned when a page finds none idle, never more than the window
-    lets run at once *now* (``threads()``), so an adaptive scan that runs 4 requests has 4 threads, not its
-    ceiling's worth queueing on the gate (each extra thread is a context switch per page, measured ~10 %
-    of a fast scan on two cores). What :class:`~concurrent.futures.ThreadPoolExecutor` does, with a
-    ceiling that moves."""
+    """Threads that fetch the queued pages, as many as the window lets run at once *now* (``threads()``):
+    one is spawned when a page finds none idle and there is room, and a thread that finishes a page while
+    there are more threads than room retires. So the thread count *is* the concurrency limit, with no
+    lock around each request: a gate on every request (a lock and a condition shared with the paging
+    loop) cost 12-15 % of a fast scan on two cores, measured with ``benchmarks/scan.py``. What
+    :class:`~concurrent.futures.ThreadPoolExecutor` does, with a ceiling that moves both ways."""
 
     def __init__(self, fetch: Callable[[PageRequest], httpx.Response], threads: Callable[[], int]) -> None:
         self.fetch, self.threads = fetch, threads
         self.queue: SimpleQueue[tuple[Future[httpx.Response], PageRequest] | None] = SimpleQueue()
         self.idle = threading.Semaphore(0)
+        self.guard = threading.Lock()
+        self.live = 0
         self.started: list[threading.Thread] = []
 
     def submit(self, request: PageRequest) -> Future[httpx.Response]:
         future: Future[httpx.Response] = Future()
         self.queue.put((future, request))
-        if not self.idle.acquire(timeout=0) and len(self.started) < max(1, self.threads()):
-            worker = threading.Thread(target=self._work, name=f"vendorauth-page-{len(self.started)}", daemon=True)
-            worker.start()
-            self.started.append(worker)
+        if not self.idle.acquire(timeout=0):
+            with self.guard:
+                room = self.live < max(1, self.threads())
+                if room:
+                    self.live += 1
+            if room:
+                worker = threading.Thread(target=self._work, name=f"vendorauth-page-{len(self.started)}", daemon=True)
+                self.started.append(worker)
+                worker.start()
         return future
 
     def _work(self) -> None:
@@ -69,11 +77,19 @@ class _Workers:
                 except BaseException as exc:  # noqa: BLE001 - re-raised by .result(), where the flow expects it
                     future.set_exception(exc)
             del item, future  # a finished page is the caller's now: hold no reference while idle
+            with self.guard:
+                retire = self.live > max(1, self.threads())  # the window shrank (a 429): one thread fewer
+                if retire:
+                    self.live -= 1
+            if retire:
+                return  # queued pages are taken by the threads that stay (there is always one)
             self.idle.release()
+        with self.guard:
+            self.live -= 1
 
     def close(self) -> None:
         """Wait for the pages running (cancelled ones are skipped), then stop every thread."""
-        for _ in self.started:
+        for _ in self.started:  # more stop marks than live threads is harmless: nobody reads the rest
             self.queue.put(None)
         for worker in self.started:
             worker.join()

@@ -203,3 +203,46 @@ def test_stopping_early_cancels_the_pages_fetched_ahead() -> None:
     assert next(scan).records == [0]
     scan.close()  # the caller stops after one page
     assert len(started) <= 1 + 2 * 2  # the first page and at most one window ahead, not all 23
+
+
+def test_the_sync_driver_runs_as_many_fetches_as_the_window_allows_now() -> None:
+    """The adaptive window moves: its thread count must follow it both ways, since no gate around each
+    request holds the line (a throttled scan that kept its threads would keep hammering the API)."""
+    import threading
+    import time
+
+    from airflow_vendorauth.pagination.drivers import _Workers
+
+    allowed = [6]
+    active, peaks = [0], {6: 0, 2: 0}
+    guard = threading.Lock()
+
+    def slow(request: PageRequest) -> httpx.Response:
+        with guard:
+            active[0] += 1
+            phase = allowed[0]
+        time.sleep(0.01)
+        with guard:
+            peaks[phase] = max(peaks[phase], active[0]) if phase == allowed[0] else peaks[phase]
+            active[0] -= 1
+        return httpx.Response(200)
+
+    workers = _Workers(slow, lambda: allowed[0])
+    futures = [workers.submit(PageRequest(params={"page": n})) for n in range(60)]
+    for future in futures[:30]:
+        future.result()
+    assert peaks[6] == 6 and len(workers.started) == 6  # grew to the room it had, no more
+    allowed[0] = 2  # throttled: halve, and halve again
+    for future in futures[30:]:
+        future.result()
+    later = [workers.submit(PageRequest(params={"page": n})) for n in range(60, 100)]
+    for future in later:
+        future.result()
+    assert workers.live == 2 and peaks[2] <= 2 + 4  # the four surplus threads retired after their page
+    active[0], peaks[2] = 0, 0
+    last = [workers.submit(PageRequest(params={"page": n})) for n in range(100, 140)]
+    for future in last:
+        future.result()
+    assert peaks[2] == 2  # from then on: exactly the two the window allows
+    workers.close()
+    assert not any(thread.is_alive() for thread in workers.started)
