@@ -21,6 +21,7 @@ import tenacity
 from airflow_vendorauth.auth.httpx_auth import Origin, VendorAuth, origin_of
 from airflow_vendorauth.auth.provider import TokenProvider
 from airflow_vendorauth.client import answers, pool
+from airflow_vendorauth.client.lean import ResolvedUrls, lean_cookies
 from airflow_vendorauth.exceptions import VendorApiError
 from airflow_vendorauth.pagination.adaptive import AdaptiveConcurrency
 from airflow_vendorauth.pagination.drivers import apage_batches, page_batches, window_for
@@ -58,6 +59,7 @@ class ApiClient:
         self.provider = provider
         self._auth = VendorAuth(provider, api_headers, settings.base_url)
         self._sensitive_headers = ("Authorization", *sensitive_headers)
+        self._urls = ResolvedUrls()
         self._origin: Origin = origin_of(httpx.URL(settings.base_url))
         self._default_pagination = default_pagination
         #: The most pages fetched at once by ``concurrency="auto"`` (the vendor's declared ceiling).
@@ -140,6 +142,7 @@ class ApiClient:
         if self._client is None:
             hooks = {"request": [self._strip_if_foreign]}
             self._client = httpx.Client(**self._options(), event_hooks=hooks, transport=self._transport)
+            lean_cookies(self._client)
         return self._client
 
     def aget_client(self) -> httpx.AsyncClient:
@@ -149,12 +152,15 @@ class ApiClient:
         if self._async_loop is loop and (held := pool.current(self._pool_key)) is not None:
             return held
         hooks = {"request": [self._astrip_if_foreign]}
-        client = pool.acquire(
-            self._pool_key,
-            lambda: httpx.AsyncClient(
+
+        def build() -> httpx.AsyncClient:
+            client = httpx.AsyncClient(
                 **self._options(), event_hooks=hooks, transport=self._async_transport, limits=pool.LIMITS
-            ),
-        )
+            )
+            lean_cookies(client)
+            return client
+
+        client = pool.acquire(self._pool_key, build)
         self._async_loop = loop
         return client
 
@@ -182,7 +188,7 @@ class ApiClient:
 
         def send() -> Outcome:
             try:
-                return client.request(method, endpoint, **kwargs)
+                return client.request(method, self._urls(client, endpoint), **kwargs)
             except httpx.TransportError as exc:
                 return exc
 
@@ -196,7 +202,7 @@ class ApiClient:
 
         async def send() -> Outcome:
             try:
-                return await client.request(method, endpoint, **kwargs)
+                return await client.request(method, self._urls(client, endpoint), **kwargs)
             except httpx.TransportError as exc:
                 return exc
 
