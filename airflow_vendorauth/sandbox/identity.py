@@ -19,13 +19,13 @@ from urllib.parse import parse_qsl
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from airflow_vendorauth.sandbox.assertions import RegisteredCertificate
-from airflow_vendorauth.sandbox.state import SandboxState, sandbox_key
+from airflow_vendorauth.sandbox.entra import KAZI_NO_ROLE_CLIENT, check_token_request, entra_error, openid_configuration
+from airflow_vendorauth.sandbox.state import SandboxState
+
+__all__ = ["KAZI_NO_ROLE_CLIENT", "KAZI_ROLES", "make_jwt", "router"]
 
 SIGNING_KEY = b"vendorauth-sandbox-signing-key"
 KAZI_ROLES = ["read:expectations", "scan:jobs", "scan:talent"]
-#: A Kazi client registered without any role: its tokens get 401 from the API (Kazi's trap).
-KAZI_NO_ROLE_CLIENT = "kazi-sandbox-client-without-roles"
 
 
 def make_jwt(claims: dict[str, Any]) -> str:
@@ -36,21 +36,6 @@ def make_jwt(claims: dict[str, Any]) -> str:
     body = b64(json.dumps(claims).encode())
     signature = hmac.new(SIGNING_KEY, f"{head}.{body}".encode(), hashlib.sha256).digest()
     return f"{head}.{body}.{b64(signature)}"
-
-
-def _microsoft_error(status: int, error: str, code: int, description: str) -> JSONResponse:
-    return JSONResponse(
-        {
-            "error": error,
-            "error_description": f"AADSTS{code}: {description}\r\nTrace ID: {uuid.uuid4()}\r\nCorrelation ID: "
-            f"{uuid.uuid4()}\r\nTimestamp: {time.strftime('%Y-%m-%d %H:%M:%SZ', time.gmtime())}",
-            "error_codes": [code],
-            "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
-            "trace_id": str(uuid.uuid4()),
-            "correlation_id": str(uuid.uuid4()),
-        },
-        status_code=status,
-    )
 
 
 async def _form(request: Request) -> dict[str, str] | None:
@@ -84,96 +69,6 @@ def _malformed(state: SandboxState, vendor: str, good: dict[str, Any]) -> Respon
     raise ValueError(f"unknown malformed token mode {mode!r}")
 
 
-#: How Entra ID words each way a client assertion fails (AADSTS codes; a replayed jti is the sandbox's
-#: choice of code, as Entra's public list names none for it).
-_ASSERTION_REFUSALS = {
-    "unknown_key": (700027, "The certificate with identifier used to sign the client assertion is not registered on application."),
-    "signature": (700027, "Client assertion failed signature validation."),
-    "audience": (700023, "Client assertion audience claim does not match Realm issuer."),
-    "issuer": (700021, "Client assertion application identifier doesn't match 'client_id' parameter."),
-    "time": (700024, "Client assertion is not within its valid time range."),
-    "replayed": (50013, "Assertion failed signature validation. [Reason - The assertion was already used.]"),
-    "malformed": (50027, "Invalid JWT token. The client assertion is not a well-formed JWT."),
-}
-CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-
-
-def _microsoft_client_auth(state: SandboxState, form: dict[str, str], client_secret: str, audience: str) -> Response | None:
-    """A client secret, or a client assertion signed with the certificate registered for the app."""
-    if "client_assertion" not in form:
-        if not hmac.compare_digest(form.get("client_secret", ""), client_secret):
-            return _microsoft_error(
-                401, "invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent is correct."
-            )
-        return None
-    if "client_secret" in form:
-        return _microsoft_error(400, "invalid_request", 700025, "Send either a client_secret or a client_assertion, not both.")
-    if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
-        return _microsoft_error(400, "invalid_request", 7000216, "'client_assertion_type' is missing or malformed.")
-    registered = [RegisteredCertificate(sandbox_key("rsa")[1])]
-    refusal = state.assertions.verify(
-        form["client_assertion"], client_id=form.get("client_id", ""), audience=audience, certificates=registered
-    )
-    if refusal is not None:
-        code, words = _ASSERTION_REFUSALS[refusal.problem]
-        return _microsoft_error(401, "invalid_client", code, words)
-    return None
-
-
-def _microsoft_common(
-    state: SandboxState, form: dict[str, str] | None, tenant: str, vendor: str, audience: str
-) -> Response | None:
-    c = state.credentials
-    known_tenant = c.kazi_tenant if vendor == "kazi" else c.keyavi_tenant
-    client_id = c.kazi_client_id if vendor == "kazi" else c.keyavi_client_id
-    client_secret = c.kazi_client_secret if vendor == "kazi" else c.keyavi_client_secret
-    if form is None:
-        return _microsoft_error(
-            400, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'."
-        )
-    if tenant != known_tenant:
-        return _microsoft_error(400, "invalid_request", 90002, f"Tenant '{tenant}' not found.")
-    if "grant_type" not in form:
-        return _microsoft_error(
-            400, "invalid_request", 900144, "The request body must contain the following parameter: 'grant_type'."
-        )
-    allowed_clients = (client_id, KAZI_NO_ROLE_CLIENT) if vendor == "kazi" else (client_id,)
-    if form.get("client_id") not in allowed_clients:
-        return _microsoft_error(
-            400,
-            "unauthorized_client",
-            700016,
-            f"Application with identifier '{form.get('client_id')}' was not found in the directory.",
-        )
-    return _microsoft_client_auth(state, form, client_secret, audience)
-
-
-def _openid_configuration(state: SandboxState, request: Request, tenant: str, version: str) -> Response:
-    c = state.credentials
-    if tenant not in (c.kazi_tenant, c.keyavi_tenant):
-        return _microsoft_error(400, "invalid_tenant", 90002, f"Tenant '{tenant}' not found.")
-    # The document names the endpoints the way it was asked for: under /login/ or, as Entra's own login
-    # host does (and as MSAL requires: https://host/{tenant}), at the root.
-    prefix = "/login" if request.url.path.startswith("/login/") else ""
-    base = f"{str(request.base_url).rstrip('/')}{prefix}/{tenant}"
-    path = "/oauth2/v2.0" if version == "v2.0" else "/oauth2"
-    return JSONResponse(
-        {
-            "issuer": f"{base}/v2.0" if version == "v2.0" else f"{base}/",
-            "token_endpoint": f"{base}{path}/token",
-            "authorization_endpoint": f"{base}{path}/authorize",
-            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
-            "jwks_uri": f"{base}/discovery/v2.0/keys",
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-            "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-            "scopes_supported": ["openid", "profile", "email", "offline_access"],
-            "subject_types_supported": ["pairwise"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-            "tenant_region_scope": "EU",
-        }
-    )
-
-
 def _token_url(state: SandboxState, request: Request) -> str:
     """The URL this token request was sent to (or the one set as the server's own): what a client
     assertion's ``aud`` must name."""
@@ -187,31 +82,31 @@ def router(state: SandboxState) -> APIRouter:
     @api.get("/login/{tenant}/v2.0/.well-known/openid-configuration")
     async def openid_configuration_v2(tenant: str, request: Request) -> Response:
         """Entra's tenant metadata (v2.0), so MSAL and other OIDC clients can be pointed at the sandbox."""
-        return _openid_configuration(state, request, tenant, "v2.0")
+        return openid_configuration(state, request, tenant, "v2.0")
 
     @api.get("/{tenant}/.well-known/openid-configuration")
     @api.get("/login/{tenant}/.well-known/openid-configuration")
     async def openid_configuration_v1(tenant: str, request: Request) -> Response:
-        return _openid_configuration(state, request, tenant, "v1")
+        return openid_configuration(state, request, tenant, "v1")
 
     @api.post("/{tenant}/oauth2/token")
     @api.post("/login/{tenant}/oauth2/token")
     async def azure_v1_token(tenant: str, request: Request) -> Response:
         """Kazi: Azure AD v1 client credentials with ``resource``; lifetimes as strings."""
         form = await _form(request)
-        if (refusal := _microsoft_common(state, form, tenant, "kazi", _token_url(state, request))) is not None:
+        if (refusal := check_token_request(state, form, tenant, "kazi", _token_url(state, request))) is not None:
             return refusal
         assert form is not None
         if form["grant_type"] != "client_credentials":
-            return _microsoft_error(
+            return entra_error(
                 400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type."
             )
         if not form.get("resource"):
-            return _microsoft_error(
+            return entra_error(
                 400, "invalid_request", 900144, "The request body must contain the following parameter: 'resource'."
             )
         if form["resource"] != state.credentials.kazi_resource:
-            return _microsoft_error(
+            return entra_error(
                 400, "invalid_resource", 500011, f"The resource principal named {form['resource']} was not found."
             )
         now = int(time.time())
@@ -238,24 +133,24 @@ def router(state: SandboxState) -> APIRouter:
     async def microsoft_v2_token(tenant: str, request: Request) -> Response:
         """Keyavi: Microsoft identity v2.0, password or client credentials, with its scope rules."""
         form = await _form(request)
-        if (refusal := _microsoft_common(state, form, tenant, "keyavi", _token_url(state, request))) is not None:
+        if (refusal := check_token_request(state, form, tenant, "keyavi", _token_url(state, request))) is not None:
             return refusal
         assert form is not None
         c = state.credentials
         grant, scope = form["grant_type"], form.get("scope", "")
         if grant not in ("client_credentials", "password"):
-            return _microsoft_error(
+            return entra_error(
                 400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type."
             )
         if not scope:
-            return _microsoft_error(
+            return entra_error(
                 400, "invalid_request", 900144, "The request body must contain the following parameter: 'scope'."
             )
         now = int(time.time())
         lifetime = state.lifetimes["keyavi"]
         if grant == "client_credentials":
             if not scope.endswith("/.default"):
-                return _microsoft_error(
+                return entra_error(
                     400,
                     "invalid_scope",
                     1002012,
@@ -265,15 +160,15 @@ def router(state: SandboxState) -> APIRouter:
             claims: dict[str, Any] = {"idtyp": "app", "roles": ["Payloads.Read"], "appid": form["client_id"]}
         else:
             if not scope.endswith("/access_as_user"):
-                return _microsoft_error(
+                return entra_error(
                     400, "invalid_scope", 70011, f"The provided value for scope {scope} is not valid."
                 )
             if not form.get("username") or not form.get("password"):
-                return _microsoft_error(
+                return entra_error(
                     400, "invalid_request", 900144, "The request body must contain 'username' and 'password'."
                 )
             if form["username"] != c.keyavi_username or not hmac.compare_digest(form["password"], c.keyavi_password):
-                return _microsoft_error(
+                return entra_error(
                     400, "invalid_grant", 50126, "Error validating credentials due to invalid username or password."
                 )
             claims = {"idtyp": "user", "upn": form["username"], "scp": "access_as_user"}
@@ -281,7 +176,7 @@ def router(state: SandboxState) -> APIRouter:
         # own example scope is "550e8400-.../access_as_user", its curl uses "api://550e8400-.../...".
         resource = scope.rsplit("/", 1)[0]
         if resource not in (c.keyavi_app_id_uri, c.keyavi_app_id_uri.removeprefix("api://")):
-            return _microsoft_error(400, "invalid_scope", 70011, f"The provided value for scope {scope} is not valid.")
+            return entra_error(400, "invalid_scope", 70011, f"The provided value for scope {scope} is not valid.")
         claims = {**claims, "aud": c.keyavi_app_id_uri, "exp": now + lifetime}
         token = make_jwt({**claims, "iat": now, "jti": uuid.uuid4().hex})
         good = {
