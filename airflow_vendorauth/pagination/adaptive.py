@@ -3,8 +3,9 @@ no increase that buys nothing.
 
 ``concurrency="auto"`` starts with half the vendor's ceiling in flight. The first sample (connection set-up)
 is only a warm-up. After each later sample of pages (a window, at least
-:data:`SAMPLE` pages) it compares the pages per second with the sample before: one more page in flight
-when the API kept up, one less (and a pause of :data:`HOLD` samples before trying again) when the last
+:data:`SAMPLE` pages) it compares the pages per second with the sample before: twice as many pages in
+flight while doubling pays (slow start: a 200-page scan on a slow API should not spend half its pages
+climbing one step at a time), then one more page when the API kept up, one less (and a pause of :data:`HOLD` samples before trying again) when the last
 step up did not make the scan faster (the API or this machine is saturated: more in flight would only
 queue), and half as many on a throttling signal the API client reports (a 429, a timeout). Never above the
 vendor's declared ceiling nor below one. It decides how many requests run at once (the sync driver's thread count, the async :meth:`agate`) and lets twice as many pages be
@@ -49,6 +50,9 @@ class AdaptiveConcurrency:
         self._grew = False
         self._hold = 0
         self._warm = False
+        #: Slow start, as TCP's: double while doubling pays, then one step at a time.
+        self._doubling = True
+        self._before = self._limit
         #: Throttling signals received (for logs and benchmarks).
         self.throttled = 0
 
@@ -98,10 +102,12 @@ class AdaptiveConcurrency:
             if self._hold:
                 self._hold -= 1
             elif self._grew and self._last_rate is not None and rate < self._last_rate * (1 + GAIN):
-                self._limit = max(1, self._limit - 1)  # the last step up bought nothing: step back, wait
-                self._grew, self._hold = False, HOLD
+                # the last step up bought nothing: step back (all the way, after a doubling), and wait
+                self._limit = max(1, self._before if self._doubling else self._limit - 1)
+                self._grew, self._hold, self._doubling = False, HOLD, False
             elif self._limit < self.ceiling:
-                self._limit += 1
+                self._before = self._limit
+                self._limit = min(self.ceiling, 2 * self._limit) if self._doubling else self._limit + 1
                 self._grew = True
             else:
                 self._grew = False
@@ -112,6 +118,7 @@ class AdaptiveConcurrency:
         with self._guard:
             self.throttled += 1
             self._limit = max(1, self._limit // 2)
+            self._doubling = False
             self._grew, self._done, self._since, self._last_rate = False, 0, self._clock(), None
 
     def __repr__(self) -> str:

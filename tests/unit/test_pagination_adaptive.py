@@ -48,8 +48,8 @@ def test_it_stops_growing_when_a_step_up_buys_nothing() -> None:
     clock = Clock()
     window = AdaptiveConcurrency(ceiling=8, start=2, clock=clock)
     limits = run_pages(window, clock, 800, lambda limit: 0.1 / min(limit, 4))  # saturated beyond 4
-    assert max(limits) <= 6 and limits[-1] <= 5  # it probes one step past 4, sees no gain, steps back
-    assert 4 in limits[-50:]
+    assert limits[-1] <= 5 and 4 in limits[-50:]  # it probes past 4, sees no gain, steps back
+    assert sum(limit > 5 for limit in limits) <= 2 * 16  # the slow-start probe at 8 lasts one sample
 
 
 def test_it_does_not_climb_on_noise_alone() -> None:
@@ -61,7 +61,8 @@ def test_it_does_not_climb_on_noise_alone() -> None:
     clock = Clock()
     window = AdaptiveConcurrency(ceiling=8, start=4, clock=clock)
     limits = run_pages(window, clock, 2000, lambda limit: 0.004 * jitter.uniform(0.85, 1.15))
-    assert max(limits) <= 5 and sum(limits) / len(limits) < 4.6
+    assert sum(limit > 5 for limit in limits) <= 2 * 16  # one slow-start probe, not a climb
+    assert sum(limits) / len(limits) < 4.6 and limits[-1] <= 5
 
 
 def test_the_first_sample_is_a_warm_up() -> None:
@@ -71,7 +72,17 @@ def test_the_first_sample_is_a_warm_up() -> None:
     window = AdaptiveConcurrency(ceiling=8, start=4, clock=clock)
     limits = run_pages(window, clock, 16, lambda limit: 0.02)  # connecting: slow
     limits += run_pages(window, clock, 1000, lambda limit: 0.004)  # warm, and more in flight buys nothing
-    assert max(limits) <= 5 and limits[-1] == 4
+    assert limits[-1] == 4 and sum(limit > 5 for limit in limits) <= 2 * 16
+
+
+def test_a_slow_api_gets_its_ceiling_within_a_few_samples() -> None:
+    """Latency-bound (each page waits on the network): slow start doubles to the ceiling at once, where one
+    step per sample would spend a short scan climbing."""
+    clock = Clock()
+    window = AdaptiveConcurrency(ceiling=8, start=4, clock=clock)
+    limits = run_pages(window, clock, 200, lambda limit: 0.1 / limit)
+    assert limits.index(8) <= 3 * 16  # the warm-up sample, then one doubling
+    assert limits[-100:] == [8] * 100
 
 
 def test_it_halves_on_throttling_and_never_goes_below_one() -> None:
