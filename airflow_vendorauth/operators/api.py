@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import Asset, BaseOperator
 
@@ -44,9 +44,11 @@ class VendorApiOperator(BaseOperator):
         ``{"path", "records", "pages"}``; the output is declared as an Asset. Without it, XCom gets the
         records, and more than ``max_xcom_records`` are refused.
     :param progress_every: log a progress line every this many pages.
-    :param concurrency: where the API announces a total (page numbers or offsets), fetch up to this
-        many pages at once; records are still written in order. Leave 1 for cursor APIs and for
-        vendors that limit concurrency (SmartRecruiters' /candidates: one at a time).
+    :param concurrency: ``"auto"`` (the default): where the API announces a total (page numbers or
+        offsets), pages are fetched ahead, as many at once as keeps paying (slow start, then one more at a
+        time; halved on a 429 or a timeout; never above the vendor's ceiling); records are still written
+        in order, exactly once. A number fixes it; ``1`` pages one at a time. Cursor APIs always page
+        one at a time (nothing is known ahead of a cursor).
     """
 
     template_fields: Sequence[str] = ("conn_id", "endpoint", "query_params", "json", "headers", "output_path")
@@ -69,7 +71,7 @@ class VendorApiOperator(BaseOperator):
         output_path: str | None = None,
         progress_every: int = 10,
         max_xcom_records: int = DEFAULT_MAX_XCOM_RECORDS,
-        concurrency: int = 1,
+        concurrency: int | Literal["auto"] = "auto",
         **kwargs: Any,
     ) -> None:
         if "output" in kwargs:
