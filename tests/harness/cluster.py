@@ -38,7 +38,13 @@ VENDORS = ["smartrecruiters", "kazi", "keyavi", "kayzen", "clazar"]
 DAG_FILES = [ROOT / "dags_examples" / n for n in ("_common.py", "talent_pipeline.py", "vendor_fanout.py")] + [
     ROOT / "tests" / "dags" / "vendor_scan.py"
 ]
-SCAN_PAGES = 40
+#: The worker-death scan: long enough to be killed mid-way although it pages with concurrency="auto" (up to
+#: Kazi's ceiling of 8 at once: 120 pages of 250 ms take at least 3.75 s).
+SCAN_PAGES = 120
+#: Requests seen before the worker dies: a restart would then need KILL_AFTER + SCAN_PAGES in all.
+KILL_AFTER = 30
+#: Pages the dead task may have had in flight and not yet committed (twice Kazi's ceiling).
+IN_FLIGHT = 16
 
 
 @dataclass
@@ -170,13 +176,13 @@ def run_cluster(
 def kill_a_worker_mid_scan(deployment: Deployment, sandbox: Sandbox, data: Path) -> dict[str, Any]:
     """SIGKILL the worker running a long Kazi scan; Airflow must retry it on the other one, resuming."""
     sandbox.configure(sizes={"kazi.expectations": SCAN_PAGES * 100})
-    sandbox.add_fault(vendor="kazi", route="/tagging/v2/expectations", latency_ms=150)
+    sandbox.add_fault(vendor="kazi", route="/tagging/v2/expectations", latency_ms=250)
     before = sandbox.api_requests("kazi")
     run_id = deployment.trigger("vendor_scan", "cluster-worker-death")
     deadline = time.monotonic() + 180
     victim = None
     while time.monotonic() < deadline and victim is None:
-        if sandbox.api_requests("kazi") - before >= 12:
+        if sandbox.api_requests("kazi") - before >= KILL_AFTER:
             hosts = [
                 h
                 for t, _, _, s, h in deployment.task_tries("vendor_scan", run_id)
@@ -283,6 +289,9 @@ def claims(redis_run: ClusterReport, memory_run: ClusterReport, *, kill_worker: 
                           f"{death.get('expected')} expected")
         if death.get("survivors"):
             failed.append(f"{death['survivors']} process(es) of the killed worker lived on")
+        if death.get("scan_requests", 0) > SCAN_PAGES + IN_FLIGHT + 3:
+            failed.append(f"the retried scan made {death.get('scan_requests')} page requests for {SCAN_PAGES} pages: "
+                          "it started over instead of resuming")
         tries = death.get("tries", [])
         if len(tries) != 2 or tries[0][2] != death.get("killed") or tries[1][2] == death.get("killed"):
             failed.append(f"the scan was not retried on the other worker: {tries}")

@@ -20,7 +20,13 @@ from tests.harness.deployment import Deployment
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = 40
+#: Long enough that the scan still runs when it is killed: it pages with the default concurrency="auto"
+#: (up to Kazi's ceiling of 8 at once), so 120 pages of 250 ms take at least 3.75 s.
+PAGES = 120
+#: Requests seen before the kill: a restart would then need KILL_AFTER + PAGES requests in all.
+KILL_AFTER = 30
+#: Pages a killed task may have had in flight and not yet committed (twice Kazi's ceiling): fetched again.
+IN_FLIGHT = 2 * 8
 
 
 def process_talking_to(port: int, exclude: set[int]) -> int | None:
@@ -54,7 +60,7 @@ def test_a_killed_scan_task_is_retried_by_airflow_and_resumes_from_its_last_page
     vendor_sandbox: Sandbox, sandbox_connections: dict, tmp_path: Path
 ) -> None:
     vendor_sandbox.configure(sizes={"kazi.expectations": PAGES * 100})
-    vendor_sandbox.add_fault(vendor="kazi", route="/tagging/v2/expectations", latency_ms=150)
+    vendor_sandbox.add_fault(vendor="kazi", route="/tagging/v2/expectations", latency_ms=250)
     data = tmp_path / "data"
     env = {
         **sandbox_connections,
@@ -67,7 +73,7 @@ def test_a_killed_scan_task_is_retried_by_airflow_and_resumes_from_its_last_page
     )
     with deployment:
         deployment.trigger("vendor_scan", "crash-test")
-        kill_mid_scan(vendor_sandbox, "kazi", after_requests=12)
+        kill_mid_scan(vendor_sandbox, "kazi", after_requests=KILL_AFTER)
         state = deployment.wait_for_run("vendor_scan", "crash-test", timeout=240)
         tries = deployment.task_tries("vendor_scan", "crash-test")
     assert state == "success", f"logs: {deployment.logs}"
@@ -76,7 +82,11 @@ def test_a_killed_scan_task_is_retried_by_airflow_and_resumes_from_its_last_page
     ids = [json.loads(line)["id"] for line in output.open()]
     assert len(ids) == PAGES * 100 and len(set(ids)) == PAGES * 100  # no gap, no duplicate
     assert ids == sorted(ids)
-    # resumed, not restarted: the retry did not fetch the committed pages again
-    assert vendor_sandbox.api_requests("kazi") <= PAGES + 3
+    # resumed, not restarted: the retry fetched again only what was in flight and uncommitted
+    from airflow_vendorauth.hooks.kazi import KaziHook
+
+    assert KaziHook("kazi_default").client.max_concurrency * 2 == IN_FLIGHT
+    assert PAGES + IN_FLIGHT + 3 < KILL_AFTER + PAGES  # the bound below would catch a restart
+    assert vendor_sandbox.api_requests("kazi") <= PAGES + IN_FLIGHT + 3
     logs = "".join(p.read_text(errors="replace") for p in (deployment.logs / "tasks").rglob("*") if p.is_file())
     assert "Resuming /tagging/v2/expectations from its last committed page" in logs
