@@ -191,3 +191,31 @@ def form_of(request: httpx.Request) -> dict[str, str]:
     from urllib.parse import parse_qsl
 
     return dict(parse_qsl(request.content.decode()))
+
+
+class ThrottlingApi:
+    """A paged API (``?page=N``, 100 records per page, ``total`` in all, 10 ms per page) that answers 429
+    (Retry-After: 1) while more than ``allowed`` requests are in flight, and records the peak."""
+
+    def __init__(self, allowed: int, total: int = 10_000) -> None:
+        self.allowed, self.total, self.in_flight, self.peak, self.throttled = allowed, total, 0, 0, 0
+        self.guard = threading.Lock()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":  # the token endpoint
+            return httpx.Response(200, json={"access_token": "t", "token_type": "bearer", "expires_in": 3600})
+        with self.guard:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+            refuse = self.in_flight > self.allowed
+            self.throttled += refuse
+        try:
+            if refuse:
+                return httpx.Response(429, headers={"Retry-After": "1"}, json={"error": "slow down"})
+            time.sleep(0.01)
+            page = int(request.url.params["page"])
+            items = list(range((page - 1) * 100, min(page * 100, self.total)))
+            return httpx.Response(200, json={"items": items, "total": self.total})
+        finally:
+            with self.guard:
+                self.in_flight -= 1

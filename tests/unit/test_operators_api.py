@@ -3,38 +3,15 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 import httpx
 import pytest
 
 from airflow_vendorauth.operators.api import VendorApiOperator
 from airflow_vendorauth.pagination import PageNumberPagination
-from tests.unit.fakes import hook_for, set_connection
+from tests.unit.fakes import ThrottlingApi, hook_for, set_connection
 
 
-class SlowApi:
-    """100 records per page, 2,000 in all, 10 ms per page; records the most pages served at once."""
-
-    def __init__(self) -> None:
-        self.in_flight = self.peak = 0
-        self.guard = threading.Lock()
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        if request.method == "POST":  # the token endpoint
-            return httpx.Response(200, json={"access_token": "t", "token_type": "bearer", "expires_in": 3600})
-        with self.guard:
-            self.in_flight += 1
-            self.peak = max(self.peak, self.in_flight)
-        time.sleep(0.01)
-        with self.guard:
-            self.in_flight -= 1
-        page = int(request.url.params["page"])
-        return httpx.Response(200, json={"items": list(range((page - 1) * 100, min(page * 100, 2_000))), "total": 2_000})
-
-
-def run_operator(monkeypatch: pytest.MonkeyPatch, api: SlowApi, **arguments: object) -> list[int]:
+def run_operator(monkeypatch: pytest.MonkeyPatch, api: ThrottlingApi, **arguments: object) -> list[int]:
     set_connection(monkeypatch, "clazar")  # a ceiling of 4 requests at once
     hook = hook_for("clazar", transport=httpx.MockTransport(api))
     monkeypatch.setattr("airflow_vendorauth.hooks.base.hook_for_connection", lambda conn_id: hook)
@@ -50,13 +27,13 @@ def run_operator(monkeypatch: pytest.MonkeyPatch, api: SlowApi, **arguments: obj
 
 
 def test_by_default_pages_are_fetched_ahead_and_records_stay_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
-    api = SlowApi()
+    api = ThrottlingApi(allowed=100, total=2_000)
     assert VendorApiOperator(task_id="t", conn_id="c", endpoint="/e").concurrency == "auto"
     assert run_operator(monkeypatch, api) == list(range(2_000))
     assert 1 < api.peak <= 4  # more than one page at once, never past the vendor's ceiling
 
 
 def test_concurrency_1_pages_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    api = SlowApi()
+    api = ThrottlingApi(allowed=100, total=2_000)
     assert run_operator(monkeypatch, api, concurrency=1) == list(range(2_000))
     assert api.peak == 1

@@ -4,7 +4,6 @@ halving on a 429 or a timeout, never above the vendor's ceiling; records still i
 from __future__ import annotations
 
 import json
-import threading
 import time
 
 import httpx
@@ -13,7 +12,7 @@ import pytest
 from airflow_vendorauth.pagination import PageNumberPagination
 from airflow_vendorauth.pagination.adaptive import AdaptiveConcurrency
 from airflow_vendorauth.retry import RetryPolicy
-from tests.unit.fakes import hook_for, set_connection
+from tests.unit.fakes import ThrottlingApi, hook_for, set_connection
 
 
 class Clock:
@@ -92,34 +91,6 @@ def test_it_halves_on_throttling_and_never_goes_below_one() -> None:
     for _ in range(5):
         window.throttle()
     assert window.concurrency == 1 and window.throttled == 6
-
-
-class ThrottlingApi:
-    """100 records per page, 10,000 in all; answers 429 (Retry-After: 1) while more than ``allowed``
-    requests are in flight, and records the peak."""
-
-    def __init__(self, allowed: int) -> None:
-        self.allowed, self.in_flight, self.peak, self.throttled = allowed, 0, 0, 0
-        self.guard = threading.Lock()
-
-    def __call__(self, request: httpx.Request) -> httpx.Response:
-        if request.method == "POST":  # the token endpoint
-            return httpx.Response(200, json={"access_token": "t", "token_type": "bearer", "expires_in": 3600})
-        with self.guard:
-            self.in_flight += 1
-            self.peak = max(self.peak, self.in_flight)
-            refuse = self.in_flight > self.allowed
-            self.throttled += refuse
-        try:
-            if refuse:
-                return httpx.Response(429, headers={"Retry-After": "1"}, json={"error": "slow down"})
-            time.sleep(0.01)
-            page = int(request.url.params["page"])
-            items = list(range((page - 1) * 100, min(page * 100, 10_000)))
-            return httpx.Response(200, json={"items": items, "total": 10_000})
-        finally:
-            with self.guard:
-                self.in_flight -= 1
 
 
 @pytest.mark.parametrize("allowed", [3, 100])
