@@ -163,10 +163,10 @@ def _dagbag(folder: str) -> Any:
         from airflow.models.dagbag import DagBag, sync_bag_to_db  # type: ignore[attr-defined,no-redef]
 
         DagBundlesManager().sync_bundles_to_db()
-        bag = DagBag(dag_folder=folder, include_examples=False)
+        bag = DagBag(dag_folder=folder)
         sync_bag_to_db(bag, "dags-folder", None)
         return bag
-    return DagBag(dag_folder=folder, include_examples=False)
+    return DagBag(dag_folder=folder)
 
 
 @pytest.fixture
