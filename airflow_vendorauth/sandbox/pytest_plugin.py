@@ -78,7 +78,14 @@ def _session_home(config: pytest.Config) -> Path:
 
 def _dags_folder(config: pytest.Config, home: Path) -> Path:
     """The DAGs folder Airflow is pointed at: the one given, or a folder of links to several."""
-    folders = [Path(config.rootpath, name).resolve() for name in config.getini(DAGS_OPTION)]
+    names = config.getini(DAGS_OPTION)
+    if names == ["dags"] and not config.inipath:
+        # no ini file: pytest's rootdir is the common folder of the paths given (``pytest tests/`` makes it
+        # tests/), so look for dags/ there, above it and where pytest was started
+        start = [Path(config.rootpath), *Path(config.rootpath).parents, Path(config.invocation_params.dir)]
+        found = next((p / "dags" for p in start if (p / "dags").is_dir()), Path(config.rootpath, "dags"))
+        return found.resolve()
+    folders = [Path(config.rootpath, name).resolve() for name in names]
     if len(folders) == 1:
         return folders[0]
     linked = home / "dags"
