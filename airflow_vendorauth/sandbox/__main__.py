@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--fault", action="append", default=[], metavar="JSON", help='e.g. {"vendor":"kazi","rate_429":0.1}'
     )
-    parser.add_argument("--token-cache", default="memory", help="token_cache extra of the printed connections")
+    parser.add_argument("--token-cache", default="memory", help="the cache extra of the printed connections (memory, file or a Redis URL)")
     parser.add_argument(
         "--tls-hostname",
         help="serve https with a self-signed certificate for this name (for hosts other than loopback, "
