@@ -95,9 +95,11 @@ def xcom_records(env: dict[str, str]) -> dict[str, int]:
                 fields = task.get("__var", task)
                 if isinstance(fields.get("conn_id"), str):
                     conn_of[(dag_id, fields["task_id"])] = fields["conn_id"]
-        rows = db.execute(
-            "SELECT dag_id, task_id, value FROM xcom WHERE key = 'return_value' AND run_id LIKE ?",
-            (f"%{LOGICAL_DATE}%",),
+        rows = db.execute(  # the latest run of each DAG for the demo's date (a rerun makes another run)
+            "SELECT x.dag_id, x.task_id, x.value FROM xcom x JOIN dag_run r ON r.dag_id = x.dag_id AND r.run_id = x.run_id"
+            " WHERE x.key = 'return_value' AND r.id = (SELECT max(id) FROM dag_run WHERE dag_id = r.dag_id"
+            " AND logical_date LIKE ?)",
+            (f"{LOGICAL_DATE}%",),
         )
         for dag_id, task_id, value in rows:
             records = _loaded(value)
