@@ -79,12 +79,6 @@ def _session_home(config: pytest.Config) -> Path:
 def _dags_folder(config: pytest.Config, home: Path) -> Path:
     """The DAGs folder Airflow is pointed at: the one given, or a folder of links to several."""
     names = config.getini(DAGS_OPTION)
-    if names == ["dags"] and not config.inipath:
-        # no ini file: pytest's rootdir is the common folder of the paths given (``pytest tests/`` makes it
-        # tests/), so look for dags/ there, above it and where pytest was started
-        start = [Path(config.rootpath), *Path(config.rootpath).parents, Path(config.invocation_params.dir)]
-        found = next((p / "dags" for p in start if (p / "dags").is_dir()), Path(config.rootpath, "dags"))
-        return found.resolve()
     folders = [Path(config.rootpath, name).resolve() for name in names]
     if len(folders) == 1:
         return folders[0]
@@ -143,14 +137,15 @@ def sandbox_connections(vendor_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.fixture(scope="session")
-def _parsed_dags(airflow_db: str) -> Any:
+def _parsed_dags(request: pytest.FixtureRequest) -> Any:
     """The DAGs folder, parsed once per session (what Airflow's DAG processor would do)."""
     folder = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
-    if not folder.is_dir():
+    if not folder.is_dir():  # said before the database is migrated: no 20 s wait for a missing folder
         raise pytest.UsageError(
             f"no DAGs folder at {folder}: put your DAG files in dags/ next to conftest.py, or name their folder "
             f"with {DAGS_OPTION} in pytest's ini file (pytest.ini, or [tool.pytest.ini_options] in pyproject.toml)"
         )
+    request.getfixturevalue("airflow_db")
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))  # as Airflow does: DAG files import their neighbours
     bag = _dagbag(str(folder))
