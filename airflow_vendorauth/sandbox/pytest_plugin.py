@@ -5,8 +5,7 @@ root of the tests (``pytest_plugins = ["airflow_vendorauth.sandbox.pytest_plugin
 ``-p airflow_vendorauth.sandbox.pytest_plugin``.
 
 Before any test module is collected (so before Airflow reads its configuration), the session gets an
-Airflow home of its own: a temporary folder (or ``vendorauth_airflow_home`` from the ini file) with
-SQLite, no example DAGs, and ``[core] dags_folder`` pointing at the project's DAGs: the ini option
+Airflow home of its own: a temporary folder (removed at the end) with SQLite, no example DAGs, and ``[core] dags_folder`` pointing at the project's DAGs: the ini option
 ``vendorauth_dags_folder`` (one or more folders, relative to the rootdir; several are linked into one),
 by default ``dags/``. A user's own ``~/airflow`` or ``AIRFLOW_HOME`` is never touched.
 
@@ -23,6 +22,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,12 +35,11 @@ import pytest
 from airflow_vendorauth.sandbox.client import Sandbox
 from airflow_vendorauth.sandbox.process_state import forget_process_state
 
-HOME_OPTION = "vendorauth_airflow_home"
 DAGS_OPTION = "vendorauth_dags_folder"
+_HOME = pytest.StashKey[Path]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addini(HOME_OPTION, "Airflow home of the test session (default: a new temporary folder)", default="")
     parser.addini(
         DAGS_OPTION, "the DAGs folder(s) dag.test() runs from, relative to the rootdir", type="linelist", default=["dags"]
     )
@@ -51,29 +50,26 @@ def pytest_configure(config: pytest.Config) -> None:
     """Give the session its own Airflow home and DAGs folder, before Airflow reads its configuration."""
     if hasattr(config, "workerinput"):  # a pytest-xdist worker inherits the controller's environment
         return
-    home = _session_home(config)
-    dags = _dags_folder(config, home)
     if "airflow.configuration" in sys.modules:
         from airflow.configuration import AIRFLOW_HOME  # type: ignore[attr-defined]
 
-        if Path(AIRFLOW_HOME).resolve() != home.resolve():
-            raise pytest.UsageError(
-                f"Airflow was imported before airflow_vendorauth's pytest plugin could give the tests their own "
-                f"AIRFLOW_HOME (it already uses {AIRFLOW_HOME}). Fix: import airflow inside tests or fixtures, "
-                "not at the top of conftest.py, and load the plugin from the rootdir's conftest.py"
-            )
+        raise pytest.UsageError(
+            f"Airflow was imported before airflow_vendorauth's pytest plugin could give the tests their own "
+            f"AIRFLOW_HOME (it already uses {AIRFLOW_HOME}). Fix: import airflow inside tests or fixtures, "
+            "not at the top of conftest.py, and load the plugin from the rootdir's conftest.py"
+        )
+    home = Path(tempfile.mkdtemp(prefix="vendorauth-pytest-airflow-home-"))
+    config.stash[_HOME] = home
+    dags = _dags_folder(config, home)
     os.environ["AIRFLOW_HOME"] = str(home)
     os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(dags)
     os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
 
-def _session_home(config: pytest.Config) -> Path:
-    chosen = str(config.getini(HOME_OPTION) or "").strip()
-    if chosen:
-        home = Path(config.rootpath, chosen).resolve()
-        home.mkdir(parents=True, exist_ok=True)
-        return home
-    return Path(tempfile.mkdtemp(prefix="vendorauth-pytest-airflow-home-"))
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = config.stash.get(_HOME, None)
+    if home is not None:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _dags_folder(config: pytest.Config, home: Path) -> Path:
