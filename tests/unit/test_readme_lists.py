@@ -43,3 +43,13 @@ def test_the_readme_offers_no_install_that_cannot_work() -> None:
     text = README.read_text()
     assert not re.search(r"pip install '?airflow-vendorauth(\[|'|\s)", text), "not on PyPI: install from a clone"
     assert "--port 8080" not in text, "8080 is Airflow's api-server port"
+
+
+def test_every_connection_the_example_dags_use_is_named_where_the_readme_says_to_create_them() -> None:
+    used = set()
+    for path in (ROOT / "dags_examples").glob("*.py"):
+        used |= set(re.findall(r"\"([a-z0-9]+_(?:default|user))\"", path.read_text()))
+    text = README.read_text()
+    section = text[text.index("### Pointing the DAGs at the real vendors") :]
+    section = section[: section.index("\n## ")]
+    assert used and used <= set(re.findall(r"`(\w+)`", section)), used - set(re.findall(r"`(\w+)`", section))
