@@ -12,14 +12,11 @@ import os
 from pathlib import Path
 
 from airflow_vendorauth.exceptions import VendorAuthError
+from airflow_vendorauth.operators.output import is_remote
 
 
 class OutputPathError(VendorAuthError, ValueError):
     """The task's ``output_path`` cannot be written; the message names the task, the path and the fix."""
-
-
-def is_remote(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
 
 
 def check_output_path(path: str, task_id: str) -> None:
