@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from airflow_vendorauth.sandbox.client import Sandbox
 
@@ -74,17 +77,61 @@ def records_by_vendor() -> dict[str, list[tuple[Path, int]]]:
     return found
 
 
-def print_table(sandbox: Sandbox) -> None:
+def xcom_records(env: dict[str, str]) -> dict[str, int]:
+    """Records the demo's runs returned through XCom (a list of records, not a file's summary), per vendor.
+
+    Read from the demo's own SQLite metadata database: each task's ``conn_id`` from its serialized DAG,
+    the connection's type from its ``AIRFLOW_CONN_*`` variable."""
+    conn_types = {
+        name.removeprefix("AIRFLOW_CONN_").lower(): json.loads(value)["conn_type"]
+        for name, value in env.items()
+        if name.startswith("AIRFLOW_CONN_")
+    }
+    counts: dict[str, int] = {}
+    with contextlib.closing(sqlite3.connect(DEMO / "airflow_home" / "airflow.db")) as db:
+        conn_of: dict[tuple[str, str], str] = {}
+        for dag_id, data in db.execute("SELECT dag_id, data FROM serialized_dag WHERE data IS NOT NULL"):
+            for task in _loaded(data).get("dag", {}).get("tasks", []):
+                fields = task.get("__var", task)
+                if isinstance(fields.get("conn_id"), str):
+                    conn_of[(dag_id, fields["task_id"])] = fields["conn_id"]
+        rows = db.execute(  # the latest run of each DAG for the demo's date (a rerun makes another run)
+            "SELECT x.dag_id, x.task_id, x.value FROM xcom x JOIN dag_run r ON r.dag_id = x.dag_id AND r.run_id = x.run_id"
+            " WHERE x.key = 'return_value' AND r.id = (SELECT max(id) FROM dag_run WHERE dag_id = r.dag_id"
+            " AND logical_date LIKE ?)",
+            (f"{LOGICAL_DATE}%",),
+        )
+        for dag_id, task_id, value in rows:
+            records = _loaded(value)
+            vendor = conn_types.get(conn_of.get((dag_id, task_id), ""))
+            if vendor and isinstance(records, list):
+                counts[vendor] = counts.get(vendor, 0) + len(records)
+    return counts
+
+
+def _loaded(value: Any) -> Any:
+    """A JSON column's value (SQLite may hand it back as text, or as JSON text inside a JSON string)."""
+    while isinstance(value, (str, bytes)):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def print_table(sandbox: Sandbox, env: dict[str, str]) -> None:
     stats = sandbox.stats()
     outputs = records_by_vendor()
+    in_xcom = xcom_records(env)
     print(f"\n{'vendor':<16} {'token requests':>14} {'API calls':>10} {'records':>8}  output files")
     for vendor in VENDORS:
         files = outputs.get(vendor, [])
-        names = ", ".join(str(p.relative_to(ROOT)) for p, _ in files) or "(XCom only)"
+        names = ", ".join(str(p.relative_to(ROOT)) for p, _ in files) or "-"
+        if in_xcom.get(vendor):
+            names += f" (+ {in_xcom[vendor]} records through XCom)"
         s = stats.get(vendor, {})
-        print(
-            f"{vendor:<16} {s.get('token_requests', 0):>14} {s.get('api_requests', 0):>10} {sum(n for _, n in files):>8}  {names}"
-        )
+        records = sum(n for _, n in files) + in_xcom.get(vendor, 0)
+        print(f"{vendor:<16} {s.get('token_requests', 0):>14} {s.get('api_requests', 0):>10} {records:>8}  {names}")
 
 
 def run_standalone(env: dict[str, str]) -> int:
@@ -128,7 +175,7 @@ def main() -> int:
             return run_standalone(env)
         print(f"Running the example DAGs for {LOGICAL_DATE} with `airflow dags test`:")
         results = [run_dag(dag_id, env) for dag_id in DAGS]
-        print_table(sandbox)
+        print_table(sandbox, env)
     if not all(results):
         print(f"\nFAILED: {sum(not r for r in results)} DAG(s) failed; their logs are listed above.")
         return 1

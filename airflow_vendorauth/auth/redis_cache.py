@@ -46,7 +46,8 @@ class RedisTokenCache:
             import redis
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise ImportError(
-                "token_cache=redis:// needs the redis extra: pip install 'airflow-vendorauth[redis]'"
+                "the extra cache: redis:// needs the Redis client: install the redis extra "
+                "(pip install 'airflow-vendorauth[redis]', or from a clone pip install '.[redis]') or pip install redis"
             ) from exc
         self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self.client: Any = redis.Redis.from_url(

@@ -19,6 +19,7 @@ from airflow_vendorauth.auth.cache import cache_key
 from airflow_vendorauth.auth.provider import TokenProvider
 from airflow_vendorauth.auth.token import AccessToken
 from airflow_vendorauth.auth.token_endpoint import TokenEndpoint
+from airflow_vendorauth.auth.warn_once import warn_once
 from airflow_vendorauth.client.api_client import ApiClient
 from airflow_vendorauth.exceptions import ConnectionConfigError, VendorAuthError
 from airflow_vendorauth.hooks.async_connections import read_connection
@@ -92,6 +93,14 @@ class VendorHook(BaseHook):
         settings = self.profile.resolve(raw)
         for secret in settings.secrets:
             mask(secret)
+        if settings.unknown_extras:
+            warn_once(
+                self.log,  # type: ignore[arg-type]
+                f"unknown-extras:{self.conn_id}:{settings.unknown_extras}",
+                "Connection %r: %s",
+                self.conn_id,
+                settings.unknown_extras,
+            )
         self._settings = settings
         return settings
 
@@ -235,9 +244,15 @@ class VendorHook(BaseHook):
             token = self.get_token(force_refresh=True)
         except VendorAuthError as error:
             self.log.info("Test of connection %r failed: %s", self.conn_id, error)
-            return False, error.summary
+            return False, error.summary + self._unknown_note()
         roles = f"; roles: {', '.join(token.roles)}" if token.roles else ""
-        return True, f"{self.profile.display_name} token obtained, valid for {token.seconds_left()} s{roles}"
+        message = f"{self.profile.display_name} token obtained, valid for {token.seconds_left()} s{roles}"
+        return True, message + self._unknown_note()
+
+    def _unknown_note(self) -> str:
+        """Test's word on extras the type does not know (empty when there are none or none were read)."""
+        unknown = self._settings.unknown_extras if self._settings else None
+        return f". Note: {unknown}" if unknown else ""
 
 
 def _credential_label(profile: VendorProfile, s: ConnectionSettings) -> str:

@@ -109,7 +109,10 @@ class VendorApiOperator(BaseOperator):
         # Imported here, not at the top: the DAG processor parses this module on every DAG file that uses
         # the operator, and the hook's stack adds ~8 ms of CPU to each parse (benchmarks/import_time.py).
         from airflow_vendorauth.hooks.base import hook_for_connection
+        from airflow_vendorauth.operators.output_path import check_output_path
 
+        if self.output_path:
+            check_output_path(str(self.output_path), self.task_id)
         with hook_for_connection(self.conn_id) as hook:
             if not self.paginate:
                 return self._single_call(hook)

@@ -196,6 +196,10 @@ class KaziScanOperator(ResumableJobMixin, BaseOperator):
             self._end_of_try()
 
     def _execute(self, context: Context) -> Any:
+        if self.output_path:  # before a scan is submitted: a scan whose results cannot be written is wasted
+            from airflow_vendorauth.operators.output_path import check_output_path
+
+            check_output_path(str(self.output_path), self.task_id)
         if not self.deferrable:
             return self.execute_resumable(context)
         store = context.get("task_state_store")

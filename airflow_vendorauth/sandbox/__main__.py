@@ -7,6 +7,7 @@ the ``AIRFLOW_CONN_*`` values that point a connection of each type at it.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import shlex
 import socket
@@ -31,7 +32,7 @@ def _pairs(values: list[str], what: str) -> dict[str, int]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="airflow-vendorauth-sandbox", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback by default)")
-    parser.add_argument("--port", type=int, default=0, help="port to bind; 0 picks a free one")
+    parser.add_argument("--port", type=int, default=0, help="port to bind; 0 (the default) picks a free one, printed at start")
     parser.add_argument("--seed", type=int, default=7, help="seed of the generated data")
     parser.add_argument("--lifetime", action="append", default=[], metavar="VENDOR=SECONDS", help="token lifetime")
     parser.add_argument(
@@ -41,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--fault", action="append", default=[], metavar="JSON", help='e.g. {"vendor":"kazi","rate_429":0.1}'
     )
-    parser.add_argument("--token-cache", default="memory", help="token_cache extra of the printed connections")
+    parser.add_argument("--token-cache", default="memory", help="the cache extra of the printed connections (memory, file or a Redis URL)")
     parser.add_argument(
         "--tls-hostname",
         help="serve https with a self-signed certificate for this name (for hosts other than loopback, "
@@ -49,6 +50,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--public-url", help="the base URL clients use, if not http(s)://HOST:PORT (containers)")
     return parser.parse_args(argv)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, or one line that says what to do instead of a raw OSError traceback."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        reason = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be bound ({exc.strerror})"
+        raise SystemExit(
+            f"airflow-vendorauth-sandbox: port {port} on {host} {reason}; pick another with --port N, "
+            "or leave --port out for a free one"
+        ) from None
+    return sock
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,13 +78,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         import uvicorn
     except ImportError:
-        raise SystemExit("the sandbox needs its extra: pip install 'airflow-vendorauth[sandbox]'") from None
+        raise SystemExit("the sandbox needs FastAPI and uvicorn: install the sandbox extra (from a clone: pip install '.[sandbox]')") from None
 
     from airflow_vendorauth.sandbox.app import create_app
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
+    sock = bind(args.host, args.port)
     port = sock.getsockname()[1]
     tls: dict[str, Any] = {}
     if args.tls_hostname:

@@ -23,7 +23,9 @@ from airflow_vendorauth.vendors.settings import (
     RawConnection,
     TokenCacheSetting,
     check_url,
+    is_loopback,
 )
+from airflow_vendorauth.vendors.unknown_extras import UnknownExtra, describe, find_unknown, refuse_misleading
 
 __all__ = ["ConnectionSettings", "ExtraField", "RawConnection", "VendorProfile"]
 
@@ -100,7 +102,7 @@ class VendorProfile:
                 f"is {raw.conn_type!r} but this hook is for {self.conn_type!r}",
                 f"set conn_type to {self.conn_type!r} or use the hook for {raw.conn_type!r}",
             )
-        extras = self._read_extras(raw, fail)
+        extras, unknown = self._read_extras(raw, fail)
         base_url = self._base_url(raw, fail)
         client_id = _text(raw.login)
         if not client_id:
@@ -123,18 +125,25 @@ class VendorProfile:
             max_retries=int(extras["max_retries"]),
             verify=bool(extras["verify"]),
             token_cache=TokenCacheSetting.parse(str(extras["cache"]), fail),
+            unknown_extras=describe(unknown, self.display_name) if unknown else None,
         )
         if extras.get("client_auth") == "private_key_jwt":
             check_key_material(settings, fail)
         self.validate(settings)
         return settings
 
-    def _read_extras(self, raw: RawConnection, fail: Callable[..., ConnectionConfigError]) -> dict[str, Any]:
+    def _read_extras(
+        self, raw: RawConnection, fail: Callable[..., ConnectionConfigError]
+    ) -> tuple[dict[str, Any], tuple[UnknownExtra, ...]]:
+        """The value of every declared extra (defaults filled in), and the keys no field reads."""
         if not isinstance(raw.extra, Mapping):
             raise fail("extra", "is not a JSON object", 'write the extras as a JSON object, e.g. {"timeout": 30}')
         values: dict[str, Any] = {}
+        given: set[str] = set()
         for spec in self.all_fields:
             value = spec.read(raw.extra, self.conn_type)
+            if value is not None:
+                given.add(spec.name)
             if isinstance(value, str):
                 value = value.strip()
             if value is None or value == "":
@@ -142,18 +151,20 @@ class VendorProfile:
             if value is not None:
                 value = coerce(spec, value, fail)
             values[spec.name] = value
+        unknown = find_unknown(self.all_fields, self.conn_type, raw.extra)
+        refuse_misleading(unknown, self.all_fields, values, given, self.display_name, fail)
         for spec in self.all_fields:
             if values[spec.name] is None and spec.is_required(values):
                 reason = f" {spec.required_reason}" if spec.required_when and not spec.required else ""
                 raise fail(spec.name, f"is missing{reason}", f"fill in {spec.label}: {spec.description}")
-        return values
+        return values, unknown
 
     def _base_url(self, raw: RawConnection, fail: Callable[..., ConnectionConfigError]) -> str:
         host = _text(raw.host) or self.default_host
         if not host:
             raise fail("host", "is empty", f"fill in the API base URL, e.g. {self.host_placeholder}")
         if "://" not in host:
-            raise fail("host", f"has no scheme ({host!r})", f"write the full URL, e.g. https://{host}")
+            raise fail("host", f"has no scheme ({host!r})", f"write the full URL, e.g. {suggest_scheme(host)}")
         parts = urlsplit(host)
         if raw.port and not parts.port:
             host = f"{parts.scheme}://{parts.hostname}:{raw.port}{parts.path}"
@@ -202,6 +213,16 @@ def client_credentials(settings: ConnectionSettings, default: ClientAuthMethod) 
         else None
     )
     return ClientCredentials(s.client_id, method, s.client_secret, signer)
+
+
+def suggest_scheme(host: str) -> str:
+    """``host`` with the scheme that will work: http on loopback (where the sandbox serves plain http and
+    https would fail its TLS handshake), https everywhere else (plain http is refused there)."""
+    try:
+        hostname = urlsplit(f"//{host}").hostname
+    except ValueError:
+        hostname = None
+    return f"{'http' if is_loopback(hostname) else 'https'}://{host}"
 
 
 def _text(value: Any) -> str | None:

@@ -77,6 +77,8 @@ class ConnectionSettings:
     max_retries: int
     verify: bool
     token_cache: TokenCacheSetting
+    #: A sentence naming the extras no field of the type reads (with the closest names), or None.
+    unknown_extras: str | None = None
 
     def extra(self, name: str) -> Any:
         return self.extras.get(name)

@@ -1,24 +1,14 @@
-"""Integration fixtures: a migrated SQLite metadata database for real Airflow runs."""
+"""Integration helpers: Airflow's DagBag, test DAGs parsed with an environment, tuned sandbox connections."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-
-@pytest.fixture(scope="session")
-def airflow_db() -> str:
-    """`airflow db migrate` on the test AIRFLOW_HOME (SQLite), once per session."""
-    airflow = Path(sys.executable).parent / "airflow"
-    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
-    return os.environ["AIRFLOW_HOME"]
-
-
-TEST_DAGS = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+# airflow_db (the test AIRFLOW_HOME migrated once per session) comes from the provider's pytest plugin,
+# which also sets AIRFLOW__CORE__DAGS_FOLDER, after this module is imported: read it when used.
 
 
 def dagbag(**kwargs):  # type: ignore[no-untyped-def]
@@ -41,9 +31,10 @@ def load_test_dag(dag_id: str, monkeypatch: pytest.MonkeyPatch, **env: str):  # 
 
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    bag = dagbag(dag_folder=str(TEST_DAGS / f"{dag_id}.py"))
+    test_dags = Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"])
+    bag = dagbag(dag_folder=str(test_dags / f"{dag_id}.py"))
     assert bag.import_errors == {}, bag.import_errors
-    assert dag_id in bag.dags, (str(TEST_DAGS), os.listdir(TEST_DAGS), bag.dag_ids)
+    assert dag_id in bag.dags, (str(test_dags), os.listdir(test_dags), bag.dag_ids)
     return bag.dags[dag_id]
 
 
