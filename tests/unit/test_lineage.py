@@ -19,7 +19,7 @@ from airflow_vendorauth.lineage.asset_events import record_output
 from airflow_vendorauth.operators.api import VendorApiOperator
 from airflow_vendorauth.operators.kazi_scan import KaziScanOperator
 from airflow_vendorauth.sensors.api import VendorApiSensor
-from tests.unit.fakes import SECRET, SUBSCRIPTION_KEY, set_connection
+from tests.unit.fakes import SECRET, SUBSCRIPTION_KEY, ThrottlingApi, hook_for, set_connection
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,6 +69,33 @@ def test_at_completion_the_output_carries_its_records_and_bytes(monkeypatch: pyt
     # the asset event carries the same figures, for a DAG scheduled on the asset
     (asset,) = scan.outlets
     assert events[asset].extra == {"path": str(output), "records": 250, "pages": 3, "bytes": output.stat().st_size}
+
+
+def test_a_scan_puts_path_records_pages_and_bytes_on_its_asset_event(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import httpx
+
+    from airflow_vendorauth.pagination import PageNumberPagination
+
+    set_connection(monkeypatch, "clazar")
+    hook = hook_for("clazar", transport=httpx.MockTransport(ThrottlingApi(allowed=100, total=250)))
+    monkeypatch.setattr("airflow_vendorauth.hooks.base.hook_for_connection", lambda conn_id: hook)
+    output = tmp_path / "items.jsonl"
+    scan = VendorApiOperator(
+        task_id="items",
+        conn_id="clazar",
+        endpoint="/items",
+        pagination=PageNumberPagination(page_size=100, records_path="items", total_path="total"),
+        output_path=str(output),
+    )
+    events = outlet_events()
+    result = scan.execute({"outlet_events": events})  # type: ignore[arg-type]
+    (asset,) = scan.outlets
+    assert events[asset].extra == {**result, "bytes": output.stat().st_size}
+    assert (result["records"], result["pages"]) == (250, 3)
+    statistics = scan.get_openlineage_facets_on_complete(None).outputs[0].outputFacets["outputStatistics"]
+    assert (statistics.rowCount, statistics.size) == (250, output.stat().st_size)
 
 
 def test_a_failed_scan_names_what_it_meant_to_write_without_figures(
