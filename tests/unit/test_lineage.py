@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from collections import defaultdict
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -34,9 +33,19 @@ def written(path: Path, records: int) -> dict[str, Any]:
     return {"path": str(path), "records": records, "pages": 3}
 
 
-def outlet_events() -> defaultdict[Any, SimpleNamespace]:
-    """Stands in for Airflow's ``outlet_events`` accessor: ``events[asset].extra = {...}``."""
-    return defaultdict(SimpleNamespace)
+class OutletEvents:
+    """Stands in for Airflow's ``outlet_events`` accessor (``events[asset].extra = {...}``), keyed by the
+    asset's URI: Airflow 3.1's ``Asset`` is not hashable."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, SimpleNamespace] = {}
+
+    def __getitem__(self, asset: Any) -> SimpleNamespace:
+        return self.events.setdefault(asset.uri, SimpleNamespace())
+
+
+def outlet_events() -> OutletEvents:
+    return OutletEvents()
 
 
 def test_an_api_scan_names_its_endpoint_and_its_file_before_it_runs(
@@ -216,7 +225,6 @@ def test_without_the_openlineage_provider_the_operators_and_their_asset_events_w
     result = run_python(
         f"""
         import sys
-        from collections import defaultdict
         from types import SimpleNamespace
 
         class NoOpenLineage:
@@ -234,9 +242,14 @@ def test_without_the_openlineage_provider_the_operators_and_their_asset_events_w
         from airflow_vendorauth.operators.api import VendorApiOperator
 
         op = VendorApiOperator(task_id="a", conn_id="c", endpoint="/e", output_path={str(output)!r})
-        events = defaultdict(SimpleNamespace)
-        record_output(op, {{"outlet_events": events}}, {{"path": {str(output)!r}, "records": 1, "pages": 1}})
-        print(events[op.outlets[0]].extra)
+        events = {{op.outlets[0].uri: SimpleNamespace()}}
+
+        class Events:  # Airflow's outlet_events accessor: events[asset].extra = ...
+            def __getitem__(self, asset):
+                return events[asset.uri]
+
+        record_output(op, {{"outlet_events": Events()}}, {{"path": {str(output)!r}, "records": 1, "pages": 1}})
+        print(events[op.outlets[0].uri].extra)
         assert not [m for m in sys.modules if m.startswith("openlineage")]
         """
     )
