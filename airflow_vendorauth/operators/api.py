@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import Asset, BaseOperator
 
+from airflow_vendorauth.lineage import OpenLineageMethods
+
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
@@ -25,7 +27,7 @@ def asset_for_output(output: str) -> Asset:
     return Asset(uri=uri, name=f"vendorauth:{static}")
 
 
-class VendorApiOperator(BaseOperator):
+class VendorApiOperator(OpenLineageMethods, BaseOperator):
     """Call a vendor API with the connection's cached, auto-refreshed token, and page through it.
 
     :param conn_id: an Airflow connection of type kazi, keyavi, kayzen, smartrecruiters or clazar; the
@@ -115,7 +117,10 @@ class VendorApiOperator(BaseOperator):
             check_output_path(str(self.output_path), self.task_id)
         with hook_for_connection(self.conn_id) as hook:
             if not self.paginate:
-                return self._single_call(hook)
+                single = self._single_call(hook)
+                if self.output_path:
+                    self._record_asset_event(context, single)
+                return single
             if self.output_path:
                 from airflow_vendorauth.operators.streaming import stream_to_jsonl
 
@@ -176,9 +181,6 @@ class VendorApiOperator(BaseOperator):
         return collected
 
     def _record_asset_event(self, context: Context, result: dict[str, Any]) -> None:
-        events = context.get("outlet_events")
-        if events is None:
-            return
-        for outlet in self.outlets:
-            if isinstance(outlet, Asset):
-                events[outlet].extra = {"path": result["path"], "records": result["records"]}
+        from airflow_vendorauth.lineage.asset_events import record_output
+
+        record_output(self, context, result)

@@ -23,6 +23,7 @@ import pendulum
 from airflow.sdk import BaseOperator
 
 from airflow_vendorauth.compat import ResumableJobMixin, conf
+from airflow_vendorauth.lineage import OpenLineageMethods
 from airflow_vendorauth.operators.api import asset_for_output
 from airflow_vendorauth.vendors.kazi import scan_outcome
 
@@ -39,7 +40,7 @@ class KaziScanError(RuntimeError):
     """The scan failed or timed out at Kazi."""
 
 
-class KaziScanOperator(ResumableJobMixin, BaseOperator):
+class KaziScanOperator(OpenLineageMethods, ResumableJobMixin, BaseOperator):
     """Run a Kazi job or talent scan over ``items`` (or the JSON Lines file ``input_path``).
 
     :param scan_type: "job" or "talent".
@@ -166,7 +167,17 @@ class KaziScanOperator(ResumableJobMixin, BaseOperator):
     def get_job_result(self, external_id: Any, context: Context) -> Any:
         if external_id not in self._results:
             self._results[external_id] = self._collect_results(external_id, context)
+            if self.output_path:
+                from airflow_vendorauth.lineage.asset_events import record_output
+
+                record_output(self, context, self._results[external_id])
         return self._results[external_id]
+
+    @property
+    def lineage_endpoint(self) -> str:
+        """Lineage names the scans' collection as the API source: a scan's own URL (with its id) would be
+        a new dataset on every run."""
+        return self._endpoint(self.submit_endpoint)
 
     def _collect_results(self, external_id: Any, context: Context) -> Any:
         endpoint = self._endpoint(self.results_endpoint, external_id)

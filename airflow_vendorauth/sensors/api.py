@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 import pendulum
 
 from airflow_vendorauth.compat import BaseSensorOperator, conf
+from airflow_vendorauth.lineage import OpenLineageMethods
 from airflow_vendorauth.sensors.check import AnswerCheck
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class VendorApiSensor(BaseSensorOperator):
+class VendorApiSensor(OpenLineageMethods, BaseSensorOperator):
     """Wait until ``GET endpoint`` answers what the check asks for.
 
     :param conn_id: a connection of one of this provider's types; the hook is chosen by its type.
