@@ -10,8 +10,9 @@ twice, so concurrent pages and retries each sign their own. Signing is PyJWT's.
 Servers may demand a nonce they chose (section 8 and 9): the token endpoint answers 400 with
 ``error=use_dpop_nonce`` and a ``DPoP-Nonce`` header, the API 401 with ``WWW-Authenticate: DPoP
 error="use_dpop_nonce"``. The latest nonce is kept per origin (:class:`NonceBook`), sent from then on,
-and the challenged request is sent once more with a new proof; a server may rotate its nonce in any
-answer. The nonce retry is not an error retry: it costs no attempt of the retry policy.
+and the challenged request is sent once more with a new proof (a token request is built anew, so a
+client assertion is not replayed either); a server may rotate its nonce in any answer. The nonce retry
+is not an error retry: it costs no attempt of the retry policy.
 
 Where the key lives: with the token. A bound token is useless without its key, so the token cache
 stores the key (its private JWK) inside the same encrypted entry as the token (:mod:`.token`). A
@@ -144,25 +145,16 @@ def is_api_nonce_challenge(response: httpx.Response) -> bool:
     )
 
 
-class TokenRequestProof(httpx.Auth):
-    """The token endpoint's side: a proof on every token request, and one more try with the nonce the
-    server demands (the request's own client authentication is left as it is)."""
+def token_request_header(key: ProofKey, url: str, nonces: NonceBook = NONCES) -> dict[str, str]:
+    """The ``DPoP`` header of one token request (a fresh proof, with the nonce the server last gave)."""
+    return {"DPoP": key.proof("POST", url, nonce=nonces.get(httpx.URL(url)))}
 
-    requires_response_body = True  # the nonce demand is in the JSON body
 
-    def __init__(self, key: ProofKey, nonces: NonceBook = NONCES) -> None:
-        self.key, self.nonces = key, nonces
-
-    def _sign(self, request: httpx.Request) -> httpx.Request:
-        request.headers["DPoP"] = self.key.proof(request.method, request.url, nonce=self.nonces.get(request.url))
-        return request
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        response = yield self._sign(request)
-        self.nonces.learn(response)
-        if is_token_nonce_challenge(response):
-            response = yield self._sign(request)
-            self.nonces.learn(response)
+def nonce_demanded(response: httpx.Response, nonces: NonceBook = NONCES) -> bool:
+    """Learn the token endpoint's nonce from its answer; True when the answer demands one (send again,
+    with a request built anew: a client assertion, like a proof, is good for one request only)."""
+    nonces.learn(response)
+    return is_token_nonce_challenge(response)
 
 
 def authorise(request: httpx.Request, access_token: str, key: ProofKey, nonces: NonceBook = NONCES) -> httpx.Request:

@@ -60,8 +60,8 @@ HINTS: dict[str, str] = {
 DEFAULT_LABELS = {"login": "Client ID", "password": "Client secret"}
 
 
-def _body(request: TokenRequest) -> dict[str, Any]:
-    body: dict[str, Any] = {"headers": request.headers}
+def _body(request: TokenRequest, headers: Mapping[str, str]) -> dict[str, Any]:
+    body: dict[str, Any] = {"headers": {**request.headers, **headers}}
     if request.json is not None:
         body["json"] = request.json
     else:
@@ -138,16 +138,19 @@ class TokenEndpoint:
             self._client = httpx.Client(
                 timeout=self._timeout, verify=self._verify, follow_redirects=False, transport=self._transport
             )
-        client = self._client
-        auth = dpop.TokenRequestProof(self._proof_key) if self._proof_key else httpx.USE_CLIENT_DEFAULT
+        client, key = self._client, self._proof_key
 
         def send() -> Outcome:
-            request = self._current = self._build(Attempt(url, refresh_token))
-            self.requests_sent += 1
-            try:
-                return client.post(url, auth=auth, **_body(request))
-            except httpx.TransportError as exc:
-                return exc
+            for _ in range(2):  # the second time only when the server demands a DPoP nonce
+                request = self._current = self._build(Attempt(url, refresh_token))
+                self.requests_sent += 1
+                try:
+                    response = client.post(url, **_body(request, dpop.token_request_header(key, url) if key else {}))
+                except httpx.TransportError as exc:
+                    return exc
+                if key is None or not dpop.nonce_demanded(response):
+                    break
+            return response
 
         return run_call(call_flow(self._retrying, self._interpret), send)
 

@@ -178,3 +178,17 @@ def test_without_dpop_the_generic_type_is_unchanged(vendor_sandbox: Sandbox, san
     assert len(list(hook.paginate("/items"))) == TOTAL
     assert hook.get_token().token_type == "Bearer" and hook.get_token().proof_key is None
     assert "dpop_proofs" not in _dpop_stats(vendor_sandbox)
+
+
+@pytest.mark.parametrize("style", ["client_secret_post", "client_secret_json", "private_key_jwt", "none"])
+def test_every_client_authentication_gets_a_bound_token_through_the_nonce_challenge(
+    style: str, vendor_sandbox: Sandbox, sandbox_connections: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The challenged token request is built anew: a client assertion is never sent twice (the sandbox
+    refuses a replayed one, as it refuses a replayed proof)."""
+    monkeypatch.setenv("AIRFLOW_CONN_OAUTH2_DPOP", json.dumps(oauth2_connection(vendor_sandbox.url, client_auth=style, dpop=True)))
+    hook = OAuth2Hook("oauth2_dpop")
+    assert hook.request("GET", "/items").status_code == 200
+    assert hook.get_token().token_type == "DPoP"
+    stats = _dpop_stats(vendor_sandbox)
+    assert stats["token_requests"] == 2 and stats["dpop_nonce_challenges_token"] == 1
