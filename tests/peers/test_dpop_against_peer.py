@@ -47,9 +47,19 @@ def grew(before: dict[str, Any], after: dict[str, Any], name: str) -> int:
 
 
 def test_example_dag_gets_through_the_peers_nonce_challenges_with_no_proof_reused(
-    peer: PeerServer, fresh: dict[str, Any], airflow_db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path  # noqa: F811
+    peer: PeerServer,
+    fresh: dict[str, Any],
+    airflow_db: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
+    import logging
+
     import pendulum
+
+    caplog.set_level(logging.INFO)
 
     monkeypatch.setenv("AIRFLOW_CONN_OAUTH2_DPOP", json.dumps(dpop_connection(peer)))
     monkeypatch.setenv("VENDORAUTH_DATA_DIR", str(tmp_path))
@@ -66,10 +76,15 @@ def test_example_dag_gets_through_the_peers_nonce_challenges_with_no_proof_reuse
     assert grew(fresh, after, "api_nonce_challenges") >= 1
     assert grew(fresh, after, "api_nonce_rotations") >= 1
     assert after["proofs_reused"] == 0
+    assert grew(fresh, after, "token_requests") == 2  # a nonce demand and one token, whatever the API demanded
     assert grew(fresh, after, "proofs_seen") == grew(fresh, after, "token_requests") + grew(fresh, after, "api_requests")
     assert after["tokens_issued"]["DPoP"] >= 1
     refused = after["api_refused"][len(fresh["api_refused"]):]
     assert all(r.startswith("use_dpop_nonce") for r in refused), refused
+    logs = caplog.text + "".join(capfd.readouterr())  # the task logs (structlog writes to the terminal)
+    assert "from the token endpoint (fetched)" in logs  # (the hook's lines are there)
+    assert "retrying in" not in logs  # nonce demands are answered at once, not by the retry policy
+    assert "eyJ" not in logs  # no proof (nor any JWT) in the task logs
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
