@@ -197,3 +197,43 @@ def test_every_client_authentication_gets_a_bound_token_through_the_nonce_challe
     assert hook.get_token().token_type == "DPoP"
     stats = _dpop_stats(vendor_sandbox)
     assert stats["token_requests"] == 2 and stats["dpop_nonce_challenges_token"] == 1
+
+
+def test_the_trigger_waits_with_dpop_and_holds_no_key(vendor_sandbox: Sandbox, sandbox_connections: dict) -> None:
+    """The deferred wait: its kwargs name the connection only; in the triggerer it makes its own key,
+    answers the nonce demands and polls until the list fills."""
+    import asyncio
+    import threading
+    import time
+
+    import pendulum
+
+    from airflow_vendorauth.triggers.api import VendorApiTrigger
+
+    vendor_sandbox.configure(sizes={"oauth2.items": 0})
+    trigger = VendorApiTrigger(
+        conn_id="oauth2_dpop", endpoint="/items", params={"page": 1}, check={"json_path": "total", "expected": TOTAL},
+        poke_interval=0.2, deadline=pendulum.now("UTC").add(seconds=60).isoformat(),
+    )
+    _, kwargs = trigger.serialize()
+    assert set(kwargs) == {"conn_id", "endpoint", "params", "check", "poke_interval", "deadline"}
+    assert "proof" not in json.dumps(kwargs) and "jwk" not in json.dumps(kwargs)
+
+    def refill_after_two_polls() -> None:
+        deadline = time.monotonic() + 60
+        while vendor_sandbox.api_requests("oauth2") < 3 and time.monotonic() < deadline:  # 1 nonce demand + 2 polls
+            time.sleep(0.05)
+        vendor_sandbox.configure(sizes={"oauth2.items": TOTAL})
+
+    threading.Thread(target=refill_after_two_polls, daemon=True).start()
+
+    async def wait() -> dict:
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("no event")
+
+    event = asyncio.run(wait())
+    assert event["status"] == "success" and event["pokes"] >= 3
+    stats = _dpop_stats(vendor_sandbox)
+    assert stats["dpop_nonce_challenges_api"] >= 1 and stats.get("dpop_proof_reuse", 0) == 0
+    assert stats["token_requests"] == 2

@@ -209,3 +209,13 @@ def test_dpop_must_be_a_boolean(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ConnectionConfigError, match="dpop") as caught:
         _ = OAuth2Hook("dpop_test").settings
     assert "true or false" in str(caught.value)
+
+
+def test_the_oauth2_form_has_the_dpop_field_with_help() -> None:
+    from airflow_vendorauth.get_provider_info import get_provider_info
+
+    fields = {c["connection-type"]: c["conn-fields"] for c in get_provider_info()["connection-types"]}
+    dpop_field = fields["oauth2"]["dpop"]
+    assert "boolean" in json.dumps(dpop_field["schema"])
+    assert "RFC 9449" in dpop_field["description"] and "e.g. true" in dpop_field["description"]
+    assert all("dpop" not in f for t, f in fields.items() if t != "oauth2")  # declared by the generic type only
