@@ -215,6 +215,7 @@ def router(state: SandboxState) -> APIRouter:
             return _error(401, "invalid_token", "The access token is missing, expired or revoked",
                           **{"WWW-Authenticate": f'{scheme if scheme == "DPoP" else "Bearer"} error="invalid_token"'})
         jkt = issued.claims.get("cnf", {}).get("jkt")
+        served_headers: dict[str, str] = {}
         if jkt is not None or scheme == "DPoP":
             if jkt is None or scheme != "DPoP":
                 return _dpop_api_refusal("invalid_token", "A DPoP-bound token goes with the DPoP scheme, a bearer token with Bearer")
@@ -224,6 +225,7 @@ def router(state: SandboxState) -> APIRouter:
             )
             if refusal is not None:
                 return _dpop_api_refusal(refusal.error, refusal.description, refusal.nonce)
+            served_headers = {"DPoP-Nonce": state.dpop.nonce("api")}  # RFC 9449 9: a new nonce in any answer
         needed = {"items": "items.read", "admin": "items.write"}.get(resource)
         if needed is None:
             return JSONResponse({"error": "not_found"}, 404)
@@ -234,7 +236,8 @@ def router(state: SandboxState) -> APIRouter:
         page, per_page = int(request.query_params.get("page", 1)), int(request.query_params.get("per_page", 20))
         make = DATASETS["oauth2.items"][0]
         indices = range(min((page - 1) * per_page, total), min(page * per_page, total))
-        return JSONResponse({"items": [make(state.seed, i) for i in indices], "total": total, "page": page})
+        served = {"items": [make(state.seed, i) for i in indices], "total": total, "page": page}
+        return JSONResponse(served, headers=served_headers)
 
     @api.post("/_admin/oauth2/refresh_token")
     async def seed_refresh_token(client_id: str, scope: str = DEFAULT_SCOPE) -> dict[str, str]:
