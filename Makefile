@@ -15,7 +15,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+# The independent authorization server the peer tests run (tests/peers: oidc-provider, pinned by its lock file).
+PEERS := tests/peers/node_modules/.package-lock.json
+$(PEERS): tests/peers/package-lock.json
+	cd tests/peers && npm ci --no-audit --no-fund
+
+test: $(STAMP) $(PEERS)
 	$(PY) -m pytest -q -rs -p no:cacheprovider tests
 
 # The lowest Airflow this provider supports, resolved as of its release day (uv --exclude-newer): an old

@@ -1,6 +1,10 @@
 """An ``httpx.Auth`` that attaches the bearer token and the vendor's headers, and on a 401 drops the
 token that failed, fetches a new one and resends the request once.
 
+A DPoP-bound token (RFC 9449, :mod:`.dpop`) goes as ``Authorization: DPoP`` with a fresh proof of its
+key on every request; the API's demand for a nonce is answered by one more send with the nonce (the
+token is fine, so it is not dropped), before the 401 rule above applies.
+
 Only requests to the API's own origin get the credentials, and only a 401 from that origin says
 anything about the token: a request to another origin (an absolute URL, a redirect) travels without
 our headers, so its 401 is about their absence and must not evict a good token.
@@ -15,6 +19,7 @@ from collections.abc import AsyncGenerator, Generator, Mapping
 
 import httpx
 
+from airflow_vendorauth.auth import dpop
 from airflow_vendorauth.auth.provider import TokenProvider
 from airflow_vendorauth.auth.token import AccessToken
 
@@ -35,11 +40,15 @@ class VendorAuth(httpx.Auth):
     def __repr__(self) -> str:
         return f"VendorAuth(provider={self.provider!r}, headers={sorted(self.headers)!r})"
 
-    def _authorise(self, request: httpx.Request, token: AccessToken) -> httpx.Request:
+    def _send(self, request: httpx.Request, token: AccessToken) -> Flow:
+        """Send with ``token``: as a bearer token, or DPoP-bound with its proofs and nonce retry."""
         self.last_token = token
         request.headers.update(self.headers)
+        if token.proof_key is not None:
+            key = dpop.ProofKey.from_jwk(token.proof_key)
+            return (yield from dpop.bound_flow(request, token.access_token, key))
         request.headers["Authorization"] = f"Bearer {token.access_token}"
-        return request
+        return (yield request)
 
     def _ours(self, url: httpx.URL) -> bool:
         return origin_of(url) == self.origin
@@ -49,20 +58,37 @@ class VendorAuth(httpx.Auth):
             yield request
             return
         token = self.provider.get_token()
-        response = yield self._authorise(request, token)
+        response = yield from self._send(request, token)
         if response.status_code == 401 and self._ours(response.request.url):
             self.provider.invalidate(token)
-            yield self._authorise(request, self.provider.get_token())
+            yield from self._send(request, self.provider.get_token())
 
     async def async_auth_flow(self, request: httpx.Request) -> AsyncGenerator[httpx.Request, httpx.Response]:
         if not self._ours(request.url):
             yield request
             return
         token = await self.provider.aget_token()
-        response = yield self._authorise(request, token)
-        if response.status_code == 401 and self._ours(response.request.url):
+        flow = self._send(request, token)  # the same sync decisions, driven from here
+        step: httpx.Request | httpx.Response = next(flow)
+        while isinstance(step, httpx.Request):
+            step = _step(flow, (yield step))
+        if step.status_code == 401 and self._ours(step.request.url):
             await self.provider.ainvalidate(token)
-            yield self._authorise(request, await self.provider.aget_token())
+            flow = self._send(request, await self.provider.aget_token())
+            step = next(flow)
+            while isinstance(step, httpx.Request):
+                step = _step(flow, (yield step))
+
+
+Flow = Generator[httpx.Request, httpx.Response, httpx.Response]
+
+
+def _step(flow: Flow, response: httpx.Response) -> httpx.Request | httpx.Response:
+    """Hand a response to a send flow: the next request it wants sent, or its final response."""
+    try:
+        return flow.send(response)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
 
 
 def origin_of(url: httpx.URL) -> Origin:

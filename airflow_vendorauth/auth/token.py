@@ -3,7 +3,7 @@
 The vendors disagree on types: Kazi sends ``"expires_in": "3599"`` (a string) and ``expires_on`` as a
 string of epoch seconds, Kayzen ``"1799"``, Keyavi and Clazar integers, SmartRecruiters says
 ``"bearer"`` in lower case. One normaliser handles all of them, so the rest of the code only ever sees
-a timezone-aware ``expires_at`` and ``token_type == "Bearer"``.
+a timezone-aware ``expires_at`` and ``token_type`` ``"Bearer"`` (or ``"DPoP"`` for a DPoP-bound token).
 
 Refresh leeway: a token is refreshed ahead of expiry by 10 % of its lifetime, at least 30 s and at
 most 5 min, never more than half the lifetime (so a 10 s test token is still used for 5 s), minus a
@@ -59,6 +59,9 @@ class AccessToken:
     #: The refresh token that came with this token (rotating servers send a new one each time). Kept
     #: out of ``to_json``: it is stored, encrypted, on its own (see TokenProvider), never with the token.
     refresh_token: str | None = field(default=None, compare=False)
+    #: For a DPoP-bound token (``token_type == "DPoP"``): the private JWK of the key it is bound to. It
+    #: travels with the token, inside the same encrypted cache entry (see :mod:`.dpop`); never shown.
+    proof_key: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.refresh_at is None:
@@ -91,6 +94,7 @@ class AccessToken:
                 "token_type": self.token_type,
                 "scopes": list(self.scopes),
                 "roles": list(self.roles),
+                **({"proof_key": self.proof_key} if self.proof_key else {}),
             }
         )
 
@@ -109,6 +113,7 @@ class AccessToken:
             scopes=tuple(data.get("scopes", ())),
             roles=tuple(data.get("roles", ())),
             source=source,
+            proof_key=data.get("proof_key"),
         )
 
     def __repr__(self) -> str:
@@ -209,8 +214,8 @@ def parse_token_response(
     if not isinstance(token, str) or not token.strip():
         raise bad("the body has no access_token")
     token_type = body.get("token_type", "Bearer")
-    if not isinstance(token_type, str) or token_type.lower() != "bearer":
-        raise bad(f"token_type is {token_type!r}, not a bearer token")
+    if not isinstance(token_type, str) or token_type.lower() not in ("bearer", "dpop"):
+        raise bad(f"token_type is {token_type!r}, not a bearer (nor a DPoP-bound) token")
 
     claims = decode_jwt_claims(token)
     if expect_jwt and claims is None:
@@ -232,7 +237,7 @@ def parse_token_response(
         access_token=token,
         expires_at=now.add(seconds=lifetime),
         obtained_at=now,
-        token_type="Bearer",
+        token_type="DPoP" if token_type.lower() == "dpop" else "Bearer",
         scopes=scopes,
         roles=roles,
         refresh_token=refresh if isinstance(refresh, str) and refresh else None,

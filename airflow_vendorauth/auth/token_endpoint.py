@@ -8,6 +8,7 @@ provider's ``error`` and ``error_description`` with a fix in the connection form
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -16,10 +17,12 @@ from typing import Any
 import httpx
 import tenacity
 
+from airflow_vendorauth.auth import dpop
 from airflow_vendorauth.auth.discovery import Discovery
 from airflow_vendorauth.auth.discovery import token_endpoint as discovered_token_endpoint
 from airflow_vendorauth.auth.grants import Attempt, TokenRequest
 from airflow_vendorauth.auth.token import AccessToken, parse_token_response
+from airflow_vendorauth.auth.warn_once import warn_once
 from airflow_vendorauth.exceptions import InvalidTokenResponseError, TokenRequestError, vendor_error_fields
 from airflow_vendorauth.redact import excerpt, redact
 from airflow_vendorauth.retry import (
@@ -40,6 +43,8 @@ HINTS: dict[str, str] = {
     "invalid_grant": "check the user's name and password",
     "invalid_scope": "check Scope",
     "invalid_request": "check the connection's extra fields (resource, scope, grant type)",
+    "invalid_dpop_proof": "the server refused the DPoP proof: check this machine's clock, and that the server "
+    "supports ES256 proofs",
     "AADSTS7000215": "{password} is wrong: paste the secret's value (not its ID)",
     "AADSTS700016": "{login} is unknown in this tenant: check {login} and Tenant ID",
     "AADSTS90002": "the tenant was not found: check Tenant ID",
@@ -55,8 +60,8 @@ HINTS: dict[str, str] = {
 DEFAULT_LABELS = {"login": "Client ID", "password": "Client secret"}
 
 
-def _body(request: TokenRequest) -> dict[str, Any]:
-    body: dict[str, Any] = {"headers": request.headers}
+def _body(request: TokenRequest, headers: Mapping[str, str]) -> dict[str, Any]:
+    body: dict[str, Any] = {"headers": {**request.headers, **headers}}
     if request.json is not None:
         body["json"] = request.json
     else:
@@ -94,12 +99,15 @@ class TokenEndpoint:
         expect_jwt: bool = False,
         labels: Mapping[str, str] = DEFAULT_LABELS,
         transport: httpx.BaseTransport | None = None,
+        proof_key: dpop.ProofKey | None = None,
     ) -> None:
         self.vendor, self.conn_id, self._build = vendor, conn_id, build
         self._token_url, self._issuer = token_url, issuer
         self._timeout, self._verify, self._expect_jwt, self._log = timeout, verify, expect_jwt, logger
         self._labels = {**DEFAULT_LABELS, **labels}
         self._transport = transport
+        #: DPoP (RFC 9449): every token request carries a proof of this key, and tokens are bound to it.
+        self._proof_key = proof_key
         self._client: httpx.Client | None = None
         self._current: TokenRequest | None = None
         self._retrying = tenacity.Retrying(
@@ -130,15 +138,19 @@ class TokenEndpoint:
             self._client = httpx.Client(
                 timeout=self._timeout, verify=self._verify, follow_redirects=False, transport=self._transport
             )
-        client = self._client
+        client, key = self._client, self._proof_key
 
         def send() -> Outcome:
-            request = self._current = self._build(Attempt(url, refresh_token))
-            self.requests_sent += 1
-            try:
-                return client.post(url, **_body(request))
-            except httpx.TransportError as exc:
-                return exc
+            for _ in range(2):  # the second time only when the server demands a DPoP nonce
+                request = self._current = self._build(Attempt(url, refresh_token))
+                self.requests_sent += 1
+                try:
+                    response = client.post(url, **_body(request, dpop.token_request_header(key, url) if key else {}))
+                except httpx.TransportError as exc:
+                    return exc
+                if key is None or not dpop.nonce_demanded(response):
+                    break
+            return response
 
         return run_call(call_flow(self._retrying, self._interpret), send)
 
@@ -181,11 +193,13 @@ class TokenEndpoint:
         if 200 <= status < 300:
             if body is None:
                 raise self._not_json(outcome)
-            return parse_token_response(body, vendor=self.vendor, conn_id=self.conn_id, expect_jwt=self._expect_jwt)
+            token = parse_token_response(body, vendor=self.vendor, conn_id=self.conn_id, expect_jwt=self._expect_jwt)
+            return self._bind(token)
         error, description, codes = vendor_error_fields(body)
         said = ": ".join(p for p in (error, first_line(description)) if p) or excerpt(text, 200) or "no body"
         said = said.rstrip(".")
-        if status in TRANSIENT_STATUSES:
+        if status in TRANSIENT_STATUSES or error == dpop.NONCE_ERROR:
+            # (A DPoP nonce demanded again right after the nonce retry: the server rotated it meanwhile.)
             # Entra ID throttles token requests with 429 (or 503) and Retry-After: honour it, as API calls do.
             raise self._error(
                 f"got HTTP {status} ({said})",
@@ -208,6 +222,23 @@ class TokenEndpoint:
             error_description=first_line(description),
             retryable=False,
         )
+
+    def _bind(self, token: AccessToken) -> AccessToken:
+        """A DPoP-bound token keeps the key it is bound to; a server that binds nothing is said once."""
+        if self._proof_key is None:
+            return token
+        if token.token_type != dpop.SCHEME:
+            warn_once(
+                self._log,
+                f"dpop-unbound:{self.conn_id}",
+                "%s connection %r has dpop on, but the token endpoint issued a %s token (not bound to the key): "
+                "the server does not support DPoP, and the token is used as a bearer token",
+                self.vendor,
+                self.conn_id,
+                token.token_type,
+            )
+            return token
+        return dataclasses.replace(token, proof_key=self._proof_key.to_jwk())
 
     def _not_json(self, response: httpx.Response) -> InvalidTokenResponseError:
         content_type = response.headers.get("content-type", "no content type")

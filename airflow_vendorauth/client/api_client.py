@@ -58,7 +58,7 @@ class ApiClient:
         self.settings = settings
         self.provider = provider
         self._auth = VendorAuth(provider, api_headers, settings.base_url)
-        self._sensitive_headers = ("Authorization", *sensitive_headers)
+        self._sensitive_headers = ("Authorization", "DPoP", *sensitive_headers)
         self._urls = ResolvedUrls()
         self._origin: Origin = origin_of(httpx.URL(settings.base_url))
         self._default_pagination = default_pagination

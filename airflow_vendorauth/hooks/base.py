@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import httpx
 from airflow.sdk import BaseHook
 
+from airflow_vendorauth.auth import dpop
 from airflow_vendorauth.auth.cache import cache_key
 from airflow_vendorauth.auth.provider import TokenProvider
 from airflow_vendorauth.auth.token import AccessToken
@@ -121,6 +122,7 @@ class VendorHook(BaseHook):
         if self._client is None:
             s, profile = self.settings, self.profile
             policy = self._retry_policy or RetryPolicy.from_max_retries(s.max_retries)
+            key = credential_key(profile, s)
             endpoint = TokenEndpoint(
                 vendor=profile.display_name,
                 conn_id=self.conn_id,
@@ -134,10 +136,11 @@ class VendorHook(BaseHook):
                 expect_jwt=profile.issues_jwt,
                 labels={"login": profile.login_label, "password": _credential_label(profile, s)},
                 transport=self._transports[0],
+                proof_key=dpop.key_for(key) if s.extras.get("dpop") else None,
             )
             provider = TokenProvider(
                 endpoint,
-                key=credential_key(profile, s),
+                key=key,
                 shared=shared_cache_for(s.token_cache, logger=self.log),  # type: ignore[arg-type]
                 refresh_seed=profile.refresh_seed(s),
                 on_new_token=lambda token: mask(token.access_token),

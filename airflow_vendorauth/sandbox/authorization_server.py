@@ -8,6 +8,11 @@ method (RFC 6749 2.3.1 Basic with form-encoded id and secret, post, JSON, RFC 75
 an RSA and an EC key, none). Errors are RFC 6749 5.2's: ``invalid_client`` (401, with
 ``WWW-Authenticate`` for Basic), ``invalid_grant``, ``invalid_scope``, ``unsupported_grant_type``,
 ``invalid_target`` (RFC 8707). The API at ``{base}/oauth2-api`` answers ``insufficient_scope`` (403).
+
+DPoP (RFC 9449): a token request with a ``DPoP`` proof gets a token bound to the proof's key
+(``token_type: DPoP``, ``cnf.jkt``), and the client ``oauth2-dpop-client`` gets only such tokens; the
+API takes a bound token only as ``Authorization: DPoP`` with a proof of that key. Proofs and nonces are
+checked by :mod:`.dpop` (both places demand and rotate nonces; a reused proof is refused and counted).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from fastapi.responses import JSONResponse, Response
 
 from airflow_vendorauth.sandbox.assertions import RegisteredCertificate
 from airflow_vendorauth.sandbox.data import DATASETS
+from airflow_vendorauth.sandbox.dpop import Refusal
 from airflow_vendorauth.sandbox.identity import make_jwt
 from airflow_vendorauth.sandbox.state import SandboxState, sandbox_key
 
@@ -60,6 +66,7 @@ def metadata(request: Request) -> dict[str, Any]:
             "none",
         ],
         "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
+        "dpop_signing_alg_values_supported": ["ES256"],
         "scopes_supported": list(SCOPES),
         "response_types_supported": ["token"],
     }
@@ -126,6 +133,21 @@ def _authenticate(state: SandboxState, request: Request, body: _Body, token_url:
     return client_id, None
 
 
+def _url_of(request: Request) -> str:
+    """The request's URL as a DPoP proof's ``htu`` names it: no query, no fragment."""
+    return str(request.url.replace(query="", fragment=""))
+
+
+def _dpop_token_refusal(refusal: Refusal) -> JSONResponse:
+    headers = {"DPoP-Nonce": refusal.nonce} if refusal.nonce else {}
+    return _error(400, refusal.error, refusal.description, **headers)
+
+
+def _dpop_api_refusal(error: str, description: str, nonce: str | None = None) -> JSONResponse:
+    headers = {"WWW-Authenticate": f'DPoP error="{error}", error_description="{description}", algs="ES256"'}
+    return _error(401, error, description, **headers, **({"DPoP-Nonce": nonce} if nonce else {}))
+
+
 def _granted_scope(requested: str | None, allowed: str) -> str | None:
     wanted = (requested or DEFAULT_SCOPE).split()
     return " ".join(wanted) if all(s in allowed.split() for s in wanted) else None
@@ -149,6 +171,11 @@ def router(state: SandboxState) -> APIRouter:
         if refusal is not None or client_id is None:
             return refusal or _error(401, "invalid_client", "Client authentication failed")
         c, grant, params = state.credentials, body.params.get("grant_type"), body.params
+        jkt: str | None = None
+        if request.headers.get("dpop") or client_id == c.oauth2_dpop_client_id:
+            jkt, dpop_refusal = state.dpop.check(request.headers.get("dpop"), "POST", _url_of(request), where="token")
+            if dpop_refusal is not None:
+                return _dpop_token_refusal(dpop_refusal)
         refresh_scope: str | None = None
         if grant == "password":
             if params.get("username") != c.oauth2_username or not hmac.compare_digest(
@@ -171,20 +198,34 @@ def router(state: SandboxState) -> APIRouter:
         lifetime = state.lifetimes["oauth2"]
         now = int(time.time())
         claims = {"iss": issuer_of(request), "sub": params.get("username") or client_id, "client_id": client_id}
-        access = make_jwt({**claims, "scope": scope, "exp": now + lifetime, "iat": now, "jti": uuid.uuid4().hex})
-        state.issue("oauth2", {"scope": scope.split()}, access)
-        answer: dict[str, Any] = {"access_token": access, "token_type": "Bearer", "expires_in": lifetime, "scope": scope}
+        bound = {"cnf": {"jkt": jkt}} if jkt else {}
+        access = make_jwt({**claims, **bound, "scope": scope, "exp": now + lifetime, "iat": now, "jti": uuid.uuid4().hex})
+        state.issue("oauth2", {"scope": scope.split(), **bound}, access)
+        token_type = "DPoP" if jkt else "Bearer"
+        answer: dict[str, Any] = {"access_token": access, "token_type": token_type, "expires_in": lifetime, "scope": scope}
         if grant in ("password", "refresh_token"):
             answer["refresh_token"] = state.mint_refresh_token(client_id, scope)
         return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
     @api.get("/oauth2-api/{resource}")
     async def resource(resource: str, request: Request) -> Response:
-        header = request.headers.get("authorization", "")
-        issued = state.check_token("oauth2", header[7:].strip()) if header.startswith("Bearer ") else None
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        issued = state.check_token("oauth2", value.strip()) if scheme in ("Bearer", "DPoP") else None
         if issued is None:
             return _error(401, "invalid_token", "The access token is missing, expired or revoked",
-                          **{"WWW-Authenticate": 'Bearer error="invalid_token"'})
+                          **{"WWW-Authenticate": f'{scheme if scheme == "DPoP" else "Bearer"} error="invalid_token"'})
+        jkt = issued.claims.get("cnf", {}).get("jkt")
+        served_headers: dict[str, str] = {}
+        if jkt is not None or scheme == "DPoP":
+            if jkt is None or scheme != "DPoP":
+                return _dpop_api_refusal("invalid_token", "A DPoP-bound token goes with the DPoP scheme, a bearer token with Bearer")
+            _, refusal = state.dpop.check(
+                request.headers.get("dpop"), request.method, _url_of(request), where="api",
+                access_token=value.strip(), bound_to=jkt,
+            )
+            if refusal is not None:
+                return _dpop_api_refusal(refusal.error, refusal.description, refusal.nonce)
+            served_headers = {"DPoP-Nonce": state.dpop.nonce("api")}  # RFC 9449 9: a new nonce in any answer
         needed = {"items": "items.read", "admin": "items.write"}.get(resource)
         if needed is None:
             return JSONResponse({"error": "not_found"}, 404)
@@ -195,7 +236,8 @@ def router(state: SandboxState) -> APIRouter:
         page, per_page = int(request.query_params.get("page", 1)), int(request.query_params.get("per_page", 20))
         make = DATASETS["oauth2.items"][0]
         indices = range(min((page - 1) * per_page, total), min(page * per_page, total))
-        return JSONResponse({"items": [make(state.seed, i) for i in indices], "total": total, "page": page})
+        served = {"items": [make(state.seed, i) for i in indices], "total": total, "page": page}
+        return JSONResponse(served, headers=served_headers)
 
     @api.post("/_admin/oauth2/refresh_token")
     async def seed_refresh_token(client_id: str, scope: str = DEFAULT_SCOPE) -> dict[str, str]:

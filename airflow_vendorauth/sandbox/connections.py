@@ -90,6 +90,8 @@ def sandbox_connections(
         "kazi_certificate": _with_certificate(kazi),
         # The generic type: an issuer to discover, client_secret_basic, paging described in JSON.
         "oauth2_default": oauth2_connection(url, token_cache=token_cache, verify=verify, credentials=c),
+        # The generic type with DPoP-bound tokens (RFC 9449): the sandbox demands and rotates nonces.
+        "oauth2_dpop": oauth2_connection(url, token_cache=token_cache, verify=verify, credentials=c, dpop=True),
     }
 
 
@@ -113,7 +115,9 @@ def oauth2_connection(
     """An ``oauth2`` connection to the sandbox's generic authorization server, for one grant and one
     client authentication style (each style has its own registered client there)."""
     c = credentials or SandboxCredentials()
-    client_id = {v: k for k, v in c.oauth2_clients().items()}[client_auth]
+    registered = [k for k, v in c.oauth2_clients().items() if v == client_auth]
+    # With dpop, the client registered for DPoP-bound tokens only, when it authenticates this way.
+    client_id = c.oauth2_dpop_client_id if extra.get("dpop") and c.oauth2_dpop_client_id in registered else registered[0]
     extras: dict[str, Any] = {"issuer": f"{url.rstrip('/')}/oauth2", "grant_type": grant_type, "client_auth": client_auth}
     extras["scope"] = "items.read"
     extras["pagination"] = {"style": "page_number", "page_param": "page", "size_param": "per_page",

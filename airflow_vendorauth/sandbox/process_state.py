@@ -5,8 +5,9 @@ from __future__ import annotations
 
 def forget_process_state() -> None:
     """Forget every process-wide memory of the provider: tokens, refused credentials, shared-cache
-    objects, warnings said once."""
+    objects, warnings said once, DPoP keys and nonces."""
     from airflow_vendorauth.auth.cache import MEMORY_CACHE
+    from airflow_vendorauth.auth.dpop import forget_keys_and_nonces
     from airflow_vendorauth.auth.provider import forget_remembered_failures
     from airflow_vendorauth.auth.warn_once import forget_warnings
     from airflow_vendorauth.hooks.async_connections import forget_async_reads
@@ -19,3 +20,4 @@ def forget_process_state() -> None:
     forget_async_reads()
     forget_masked()
     forget_warnings()
+    forget_keys_and_nonces()

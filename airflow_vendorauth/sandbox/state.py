@@ -19,6 +19,7 @@ from typing import Any
 
 from airflow_vendorauth.sandbox.assertions import AssertionVerifier
 from airflow_vendorauth.sandbox.data import DATASETS
+from airflow_vendorauth.sandbox.dpop import DPoPVerifier
 
 VENDOR_NAMES = ("kazi", "keyavi", "kayzen", "smartrecruiters", "clazar", "oauth2")
 
@@ -70,6 +71,8 @@ class SandboxCredentials:
     oauth2_json_client_id: str = "oauth2-json-client"
     oauth2_jwt_client_id: str = "oauth2-jwt-client"
     oauth2_public_client_id: str = "oauth2-public-client"
+    #: Registered for client_secret_basic and DPoP-bound tokens only (RFC 9449's dpop_bound_access_tokens).
+    oauth2_dpop_client_id: str = "oauth2-dpop-client"
     oauth2_client_secret: str = "oauth2-sandbox-secret-1Qa7 +/&"  # characters that Basic must form-encode
     oauth2_username: str = "ana@oauth2.example"
     oauth2_password: str = "oauth2-sandbox-userpass-5Rt9"
@@ -87,6 +90,7 @@ class SandboxCredentials:
             self.oauth2_json_client_id: "client_secret_json",
             self.oauth2_jwt_client_id: "private_key_jwt",
             self.oauth2_public_client_id: "none",
+            self.oauth2_dpop_client_id: "client_secret_basic",
         }
 
 
@@ -174,6 +178,8 @@ class SandboxState:
     refresh_tokens: dict[str, tuple[str, str, bool]] = field(default_factory=dict)
     #: The client addresses (host, port) each vendor's requests came from: one per TCP connection.
     peers: dict[str, set[tuple[Any, ...]]] = field(default_factory=dict)
+    #: DPoP proofs, nonces and the jti values seen (the generic server's; counted in its stats).
+    dpop: DPoPVerifier = field(default_factory=DPoPVerifier)
 
     # ---- tokens -------------------------------------------------------------------------------------
 
@@ -243,7 +249,10 @@ class SandboxState:
 
     def stats(self) -> dict[str, dict[str, int]]:
         with self.lock:
-            return {v: dict(c) for v, c in self.counters.items()}
+            stats = {v: dict(c) for v, c in self.counters.items()}
+        if self.dpop.counters:
+            stats.setdefault("oauth2", {}).update(self.dpop.counters)
+        return stats
 
     def issued_tokens(self) -> list[str]:
         """Every token still known (for leak scans: the sandbox's tokens are test values)."""
@@ -261,6 +270,7 @@ class SandboxState:
             self.refresh_tokens.clear()
             self.peers.clear()
             self.assertions.reset()
+            self.dpop.reset()
             self.assertion_audience = None
             self.credentials = SandboxCredentials()
             self.lifetimes = dict(DEFAULT_LIFETIMES)

@@ -4,7 +4,8 @@ Three grants (client credentials, password, refresh token with rotation), five c
 styles (``client_secret_basic`` by default, ``client_secret_post``, ``client_secret_json``,
 ``private_key_jwt``, ``none``), the token endpoint given or discovered from an ``issuer``, ``scope``,
 ``audience`` and ``resource`` (RFC 8707), extra token request parameters, static API headers (masked)
-and a paging strategy described in JSON, so ``VendorApiOperator`` pages the API without code.
+and a paging strategy described in JSON, so ``VendorApiOperator`` pages the API without code. With
+``dpop: true`` tokens are bound to a key of the client (RFC 9449, :mod:`airflow_vendorauth.auth.dpop`).
 """
 
 from __future__ import annotations
@@ -97,6 +98,14 @@ OAUTH2 = VendorProfile(
             "(form), client_secret_json (JSON body), private_key_jwt (a signed assertion: Private key, no "
             "Client secret) or none (a public client).",
         ),
+        ExtraField(
+            "dpop",
+            "DPoP",
+            "Sender-constrained tokens (RFC 9449): true to bind tokens to a key this client holds (ES256, made "
+            "per credential) and prove it on every token request and API call; the server's nonces are "
+            "handled. For APIs that require DPoP (FAPI 2.0), e.g. true.",
+            kind="boolean",
+        ),
         ExtraField("scope", "Scope", "Space-separated scopes to ask for, e.g. items.read items.write"),
         ExtraField("audience", "Audience", "The API the token is for (Auth0, Okta), e.g. https://api.example.com"),
         ExtraField("resource", "Resource", "RFC 8707 resource indicator, e.g. https://api.example.com/"),
@@ -154,6 +163,7 @@ OAUTH2 = VendorProfile(
         "private_key",
         "key_id",
         "auth_params",
+        "dpop",
     ),
     default_pagination=_pagination,
     header_names=lambda s: tuple(_headers(s)),
