@@ -9,6 +9,7 @@ A failure says which URLs were tried and what each answered, and is not retried:
 
 from __future__ import annotations
 
+import ssl
 import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -30,7 +31,7 @@ class Discovery:
     vendor: str
     conn_id: str
     timeout: float
-    verify: bool
+    verify: ssl.SSLContext | bool | str
     transport: httpx.BaseTransport | None = None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -88,7 +89,7 @@ class TokenEndpoint:
         token_url: str | None,
         policy: RetryPolicy,
         timeout: float,
-        verify: bool,
+        verify: ssl.SSLContext | bool | str,
         logger: logging.Logger,
         issuer: str | None = None,
         expect_jwt: bool = False,

@@ -120,7 +120,7 @@ class VendorHook(BaseHook):
                 issuer=s.issuer,
                 policy=policy,
                 timeout=s.timeout,
-                verify=s.verify,
+                verify=s.tls(),
                 logger=self.log,  # type: ignore[arg-type]
                 expect_jwt=profile.issues_jwt,
                 labels={"login": profile.login_label, "password": _credential_label(profile, s)},
@@ -245,6 +245,10 @@ def _credential_label(profile: VendorProfile, s: ConnectionSettings) -> str:
     method = s.extra("client_auth")
     if method == "private_key_jwt":
         return "Private key and Certificate (as registered with the identity provider)"
+    if method == "federated":
+        return "Assertion file (its token's issuer and subject must match a federated credential of the client)"
+    if method in ("tls_client_auth", "self_signed_tls_client_auth"):
+        return "Client certificate (as registered for the client, or issued by the CA the server trusts)"
     return "Client ID alone (a public client)" if method == "none" else profile.password_label
 
 
