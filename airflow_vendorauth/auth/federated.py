@@ -71,7 +71,8 @@ class AssertionFile:
             ago = int(current - exp)
             raise AssertionFileError(
                 self.path,
-                f"holds a token that expired {ago} s ago" if ago >= 0 else "holds a token about to expire",
+                (f"holds a token that expired {ago} s ago" if ago >= 0 else "holds a token about to expire")
+                + " (identity providers refuse it: Entra ID with AADSTS700024, not within its valid time range)",
                 "the platform stopped rotating it: check the pod's projected token volume (AKS: the workload identity "
                 "webhook) or the process that writes the file",
             )

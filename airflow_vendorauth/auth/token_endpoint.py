@@ -49,7 +49,14 @@ HINTS: dict[str, str] = {
     "AADSTS50076": "the user needs MFA, which the password grant cannot do: use client_credentials",
     "AADSTS700027": "the certificate is not the one registered for the app: upload it in Entra ID (App "
     "registrations > Certificates & secrets) or fill in the registered one",
-    "AADSTS700024": "the client assertion is outside its time range: check this machine's clock",
+    "AADSTS700024": "the client assertion is outside its time range: check this machine's clock, or (federated) "
+    "that the platform still rotates Assertion file",
+    "AADSTS70021": "no federated identity credential of the app matches the assertion's issuer and audience: add one "
+    "in Entra ID (App registrations > Certificates & secrets > Federated credentials) with the cluster's OIDC issuer URL "
+    "and audience api://AzureADTokenExchange",
+    "AADSTS700213": "no federated identity credential of the app matches the assertion's subject: register the pod's "
+    "service account (system:serviceaccount:<namespace>:<name>) as the credential's subject",
+    "AADSTS50013": "the assertion's signature does not verify with its issuer's published keys: check Assertion file",
     "AADSTS700023": "the client assertion's audience must be the token endpoint: fill in Token URL exactly, or leave "
     "it empty to use Entra's",
 }

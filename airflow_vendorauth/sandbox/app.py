@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from airflow_vendorauth.sandbox import apis, authorization_server, identity
+from airflow_vendorauth.sandbox import apis, authorization_server, identity, workload_issuer
 from airflow_vendorauth.sandbox.state import VENDOR_NAMES, FaultRule, SandboxState
 
 TOKEN_PATHS = {
@@ -139,6 +139,7 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
     state = state or SandboxState()
     app = FastAPI(title="airflow-vendorauth sandbox", openapi_url=None, docs_url=None, redoc_url=None)
     app.state.sandbox = state
+    app.include_router(workload_issuer.router(state.workload_issuer))  # before /{tenant}/.well-known/...
     app.include_router(identity.router(state))
     app.include_router(apis.router(state))
     app.include_router(authorization_server.router(state))

@@ -19,6 +19,8 @@ from typing import Any
 
 from airflow_vendorauth.sandbox.assertions import AssertionVerifier
 from airflow_vendorauth.sandbox.data import DATASETS
+from airflow_vendorauth.sandbox.federation import FederatedCredential
+from airflow_vendorauth.sandbox.workload_issuer import WorkloadIssuer
 
 VENDOR_NAMES = ("kazi", "keyavi", "kayzen", "smartrecruiters", "clazar", "oauth2")
 
@@ -167,6 +169,10 @@ class SandboxState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     assertions: AssertionVerifier = field(default_factory=AssertionVerifier)
+    #: The cluster's OIDC issuer (workload identity) and the federated identity credentials the Entra apps
+    #: (Kazi's and Keyavi's clients alike) trust: by default, that issuer's airflow-worker service account.
+    workload_issuer: WorkloadIssuer = field(default_factory=WorkloadIssuer)
+    federated_credentials: list[FederatedCredential] = field(default_factory=lambda: [FederatedCredential()])
     #: The URL the identity endpoints believe they have, when set (a server behind a proxy): client
     #: assertions must name it as their ``aud``.
     assertion_audience: str | None = None
