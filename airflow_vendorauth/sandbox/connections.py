@@ -88,6 +88,9 @@ def sandbox_connections(
         # Kazi with a certificate instead of a client secret (client_auth private_key_jwt), as Entra tenants
         # that forbid secrets require.
         "kazi_certificate": _with_certificate(kazi),
+        # Kazi with workload identity (client_auth federated): no secret; the assertion file comes from
+        # AZURE_FEDERATED_TOKEN_FILE, as on AKS (mint its content with Sandbox.workload_token()).
+        "kazi_workload_identity": _federated(kazi),
         # The generic type: an issuer to discover, client_secret_basic, paging described in JSON.
         "oauth2_default": oauth2_connection(url, token_cache=token_cache, verify=verify, credentials=c),
     }
@@ -98,6 +101,10 @@ def _with_certificate(conn: dict[str, Any]) -> dict[str, Any]:
     conn = {**conn, "password": None}
     conn["extra"] = {**conn["extra"], "client_auth": "private_key_jwt", "private_key": key, "certificate": certificate}
     return conn
+
+
+def _federated(conn: dict[str, Any]) -> dict[str, Any]:
+    return {**conn, "password": None, "extra": {**conn["extra"], "client_auth": "federated"}}
 
 
 def oauth2_connection(

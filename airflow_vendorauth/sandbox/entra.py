@@ -9,10 +9,9 @@ import hmac
 import time
 import uuid
 
+import jwt
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
-
-import jwt
 
 from airflow_vendorauth.sandbox.assertions import RegisteredCertificate
 from airflow_vendorauth.sandbox.federation import check_federated
@@ -72,6 +71,7 @@ async def client_auth(
             # Entra answers an unmatched federated credential with invalid_request, a bad assertion with invalid_client
             error = "invalid_request" if federated.code in (70021, 700213) else "invalid_client"
             return entra_error(400 if error == "invalid_request" else 401, error, federated.code, federated.description)
+        state.federated_accepted(form["client_assertion"])
         return None
     registered = [RegisteredCertificate(sandbox_key("rsa")[1])]
     refusal = state.assertions.verify(

@@ -53,7 +53,8 @@ async def check_federated(
         header = jwt.get_unverified_header(assertion)
     except jwt.InvalidTokenError:
         return FederationRefusal(50027, "Invalid JWT token. The client assertion is not a well-formed JWT.")
-    audiences = claims.get("aud") if isinstance(claims.get("aud"), list) else [claims.get("aud")]
+    aud = claims.get("aud")
+    audiences: list[Any] = aud if isinstance(aud, list) else [aud]
     said = (
         f"Assertion Issuer: '{claims.get('iss')}'. Assertion Subject: '{claims.get('sub')}'. "
         f"Assertion Audience: '{','.join(map(str, audiences))}'."

@@ -173,6 +173,7 @@ class SandboxState:
     #: (Kazi's and Keyavi's clients alike) trust: by default, that issuer's airflow-worker service account.
     workload_issuer: WorkloadIssuer = field(default_factory=WorkloadIssuer)
     federated_credentials: list[FederatedCredential] = field(default_factory=lambda: [FederatedCredential()])
+    federated_seen: set[str] = field(default_factory=set)
     #: The URL the identity endpoints believe they have, when set (a server behind a proxy): client
     #: assertions must name it as their ``aud``.
     assertion_audience: str | None = None
@@ -231,6 +232,14 @@ class SandboxState:
                 del self.tokens[t]
         return len(doomed)
 
+    def federated_accepted(self, assertion: str) -> None:
+        """Count a federated assertion Entra accepted, and each distinct one (a file re-read shows as new ones)."""
+        with self.lock:
+            self.counters["federation"]["accepted"] += 1
+            if assertion not in self.federated_seen:
+                self.federated_seen.add(assertion)
+                self.counters["federation"]["distinct_assertions"] += 1
+
     # ---- counters and faults ------------------------------------------------------------------------------
 
     def count(self, vendor: str, what: str) -> None:
@@ -266,6 +275,7 @@ class SandboxState:
             self.scans.clear()
             self.refresh_tokens.clear()
             self.peers.clear()
+            self.federated_seen.clear()
             self.assertions.reset()
             self.assertion_audience = None
             self.credentials = SandboxCredentials()

@@ -18,8 +18,8 @@ from airflow_vendorauth.vendors.fields import (
     MTLS_FIELDS,
     ExtraField,
     certificate_fields,
-    federation_field,
     client_auth_field,
+    federation_field,
     user_password_field,
     username_field,
 )
