@@ -8,6 +8,12 @@ method (RFC 6749 2.3.1 Basic with form-encoded id and secret, post, JSON, RFC 75
 an RSA and an EC key, none). Errors are RFC 6749 5.2's: ``invalid_client`` (401, with
 ``WWW-Authenticate`` for Basic), ``invalid_grant``, ``invalid_scope``, ``unsupported_grant_type``,
 ``invalid_target`` (RFC 8707). The API at ``{base}/oauth2-api`` answers ``insufficient_scope`` (403).
+
+In mutual TLS mode (``--mtls-dir``, RFC 8705) two more clients authenticate by their TLS certificate:
+``oauth2-mtls-client`` (``tls_client_auth``: any certificate the test CA issued with its name as subject)
+and ``oauth2-selfsigned-client`` (``self_signed_tls_client_auth``: its registered certificate). Whenever a
+token request comes over a client certificate, the token is bound to it (``cnf.x5t#S256``), and the API
+refuses a bound token over any other certificate (401 ``invalid_token``).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from fastapi.responses import JSONResponse, Response
 from airflow_vendorauth.sandbox.assertions import RegisteredCertificate
 from airflow_vendorauth.sandbox.data import DATASETS
 from airflow_vendorauth.sandbox.identity import make_jwt
+from airflow_vendorauth.sandbox.mtls import MTLS_CLIENT, SELF_SIGNED_CLIENT, peer_certificate, thumbprint
 from airflow_vendorauth.sandbox.state import SandboxState, sandbox_key
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -57,9 +64,13 @@ def metadata(request: Request) -> dict[str, Any]:
             "client_secret_post",
             "client_secret_json",
             "private_key_jwt",
+            "tls_client_auth",
+            "self_signed_tls_client_auth",
             "none",
         ],
         "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
+        "tls_client_certificate_bound_access_tokens": True,
+        "mtls_endpoint_aliases": {"token_endpoint": f"{issuer}/token"},
         "scopes_supported": list(SCOPES),
         "response_types_supported": ["token"],
     }
@@ -89,7 +100,7 @@ class _Body:
 def _authenticate(state: SandboxState, request: Request, body: _Body, token_url: str) -> tuple[str | None, Response | None]:
     """The authenticated client id, or the refusal, per the method the client is registered for."""
     c = state.credentials
-    clients = c.oauth2_clients()
+    clients = {**c.oauth2_clients(), MTLS_CLIENT: "tls_client_auth", SELF_SIGNED_CLIENT: "self_signed_tls_client_auth"}
     header = request.headers.get("authorization", "")
     if header.lower().startswith("basic "):
         try:
@@ -105,6 +116,8 @@ def _authenticate(state: SandboxState, request: Request, body: _Body, token_url:
             method = "private_key_jwt"
         elif secret:
             method = "client_secret_json" if body.as_json else "client_secret_post"
+        elif clients.get(client_id, "").endswith("tls_client_auth"):
+            method = clients[client_id]
         else:
             method = "none"
     registered = clients.get(client_id)
@@ -114,6 +127,10 @@ def _authenticate(state: SandboxState, request: Request, body: _Body, token_url:
         return None, _error(401, "invalid_client", f"Client {client_id!r} must authenticate with {registered}, not {method}")
     if method.startswith("client_secret") and not hmac.compare_digest(secret, c.oauth2_client_secret):
         return None, _error(401, "invalid_client", "Client authentication failed: wrong client secret")
+    if method.endswith("tls_client_auth"):
+        refusal = _check_certificate(state, request, client_id, method)
+        if refusal is not None:
+            return None, refusal
     if method == "private_key_jwt":
         if body.params.get("client_assertion_type") != ASSERTION_TYPE:
             return None, _error(400, "invalid_request", f"client_assertion_type must be {ASSERTION_TYPE}")
@@ -124,6 +141,21 @@ def _authenticate(state: SandboxState, request: Request, body: _Body, token_url:
         if refusal is not None:
             return None, _error(401, "invalid_client", f"Client assertion refused ({refusal.problem}): {refusal.detail}")
     return client_id, None
+
+
+def _check_certificate(state: SandboxState, request: Request, client_id: str, method: str) -> Response | None:
+    """RFC 8705 2.1: tls_client_auth wants a certificate of the trusted CA naming the client as subject;
+    self_signed_tls_client_auth the very certificate registered for the client."""
+    certificate = peer_certificate(request.scope)
+    if certificate is None:
+        return _error(401, "invalid_client", f"Client {client_id!r} authenticates with {method}: present its TLS certificate")
+    subject = certificate.subject.rfc4514_string()
+    if method == "tls_client_auth":
+        if certificate.issuer == certificate.subject or subject != f"CN={client_id}":
+            return _error(401, "invalid_client", f"The certificate's subject {subject!r} is not registered for {client_id!r}")
+    elif thumbprint(certificate) not in state.self_signed_certificates.get(client_id, ()):
+        return _error(401, "invalid_client", f"The certificate is not the one registered for {client_id!r}")
+    return None
 
 
 def _granted_scope(requested: str | None, allowed: str) -> str | None:
@@ -170,9 +202,12 @@ def router(state: SandboxState) -> APIRouter:
                 return _error(400, "invalid_target", f"The {name} {params[name]!r} is not served here")
         lifetime = state.lifetimes["oauth2"]
         now = int(time.time())
-        claims = {"iss": issuer_of(request), "sub": params.get("username") or client_id, "client_id": client_id}
+        claims: dict[str, Any] = {"iss": issuer_of(request), "sub": params.get("username") or client_id, "client_id": client_id}
+        if (certificate := peer_certificate(request.scope)) is not None:  # RFC 8705 3: bound to the certificate
+            claims["cnf"] = {"x5t#S256": thumbprint(certificate)}
+            state.count("oauth2", "bound_tokens")
         access = make_jwt({**claims, "scope": scope, "exp": now + lifetime, "iat": now, "jti": uuid.uuid4().hex})
-        state.issue("oauth2", {"scope": scope.split()}, access)
+        state.issue("oauth2", {"scope": scope.split(), **({"cnf": claims["cnf"]} if "cnf" in claims else {})}, access)
         answer: dict[str, Any] = {"access_token": access, "token_type": "Bearer", "expires_in": lifetime, "scope": scope}
         if grant in ("password", "refresh_token"):
             answer["refresh_token"] = state.mint_refresh_token(client_id, scope)
@@ -184,6 +219,12 @@ def router(state: SandboxState) -> APIRouter:
         issued = state.check_token("oauth2", header[7:].strip()) if header.startswith("Bearer ") else None
         if issued is None:
             return _error(401, "invalid_token", "The access token is missing, expired or revoked",
+                          **{"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        bound = issued.claims.get("cnf", {}).get("x5t#S256")
+        presented = peer_certificate(request.scope)
+        if bound and (presented is None or thumbprint(presented) != bound):
+            state.count("oauth2", "bound_token_refused")
+            return _error(401, "invalid_token", "The access token is bound to another certificate than the one presented",
                           **{"WWW-Authenticate": 'Bearer error="invalid_token"'})
         needed = {"items": "items.read", "admin": "items.write"}.get(resource)
         if needed is None:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from airflow_vendorauth.sandbox.state import SandboxCredentials, sandbox_key
@@ -132,6 +133,26 @@ def oauth2_connection(
     extras |= {"cache": token_cache, **({} if verify else {"verify": False}), **extra}
     secret = c.oauth2_client_secret if client_auth.startswith("client_secret") else None
     return {"conn_type": "oauth2", "host": f"{url.rstrip('/')}/oauth2-api", "login": client_id, "password": secret, "extra": extras}
+
+
+def mtls_connection(
+    url: str, pki_dir: str, *, certificate: str = "client", client_auth: str = "tls_client_auth", **extra: Any
+) -> dict[str, Any]:
+    """An ``oauth2`` connection to a sandbox in mutual TLS mode (``--mtls-dir``): the client certificate
+    ``certificate`` of its test PKI (``client``, ``client2`` or, for self_signed_tls_client_auth,
+    ``selfsigned``), and the test CA as the ``verify`` bundle."""
+    from airflow_vendorauth.sandbox.mtls import MTLS_CLIENT, SELF_SIGNED_CLIENT, TestPki
+
+    pki = TestPki(Path(pki_dir))
+    conn = oauth2_connection(url, verify=True, **extra)
+    conn |= {"login": SELF_SIGNED_CLIENT if client_auth.startswith("self_signed") else MTLS_CLIENT, "password": None}
+    conn["extra"] |= {
+        "client_auth": client_auth,
+        "client_certificate": pki.pem(certificate),
+        "client_private_key": pki.key(certificate),
+        "verify": pki.ca_bundle,
+    }
+    return conn
 
 
 def env_var_name(conn_id: str) -> str:

@@ -174,6 +174,8 @@ class SandboxState:
     workload_issuer: WorkloadIssuer = field(default_factory=WorkloadIssuer)
     federated_credentials: list[FederatedCredential] = field(default_factory=lambda: [FederatedCredential()])
     federated_seen: set[str] = field(default_factory=set)
+    #: Mutual TLS mode: client id -> thumbprints (x5t#S256) of its registered self-signed certificates.
+    self_signed_certificates: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: The URL the identity endpoints believe they have, when set (a server behind a proxy): client
     #: assertions must name it as their ``aud``.
     assertion_audience: str | None = None
