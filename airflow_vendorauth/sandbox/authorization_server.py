@@ -128,9 +128,8 @@ def _authenticate(state: SandboxState, request: Request, body: _Body, token_url:
     if method.startswith("client_secret") and not hmac.compare_digest(secret, c.oauth2_client_secret):
         return None, _error(401, "invalid_client", "Client authentication failed: wrong client secret")
     if method.endswith("tls_client_auth"):
-        refusal = _check_certificate(state, request, client_id, method)
-        if refusal is not None:
-            return None, refusal
+        if (wrong := _check_certificate(state, request, client_id, method)) is not None:
+            return None, wrong
     if method == "private_key_jwt":
         if body.params.get("client_assertion_type") != ASSERTION_TYPE:
             return None, _error(400, "invalid_request", f"client_assertion_type must be {ASSERTION_TYPE}")
