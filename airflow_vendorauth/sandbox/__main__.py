@@ -77,9 +77,9 @@ def main(argv: list[str] | None = None) -> None:
     tls: dict[str, Any] = {}
     if args.mtls_dir:
         from airflow_vendorauth.auth.mtls import certificate_thumbprint
-        from airflow_vendorauth.sandbox.mtls import SELF_SIGNED_CLIENT, TestPki
+        from airflow_vendorauth.sandbox.mtls import SELF_SIGNED_CLIENT, SandboxPki
 
-        pki = TestPki.create(args.mtls_dir)
+        pki = SandboxPki.create(args.mtls_dir)
         tls = pki.uvicorn_options()
         state.self_signed_certificates[SELF_SIGNED_CLIENT] = (certificate_thumbprint(pki.pem("selfsigned")),)
     elif args.tls_hostname:

@@ -141,9 +141,9 @@ def mtls_connection(
     """An ``oauth2`` connection to a sandbox in mutual TLS mode (``--mtls-dir``): the client certificate
     ``certificate`` of its test PKI (``client``, ``client2`` or, for self_signed_tls_client_auth,
     ``selfsigned``), and the test CA as the ``verify`` bundle."""
-    from airflow_vendorauth.sandbox.mtls import MTLS_CLIENT, SELF_SIGNED_CLIENT, TestPki
+    from airflow_vendorauth.sandbox.mtls import MTLS_CLIENT, SELF_SIGNED_CLIENT, SandboxPki
 
-    pki = TestPki(Path(pki_dir))
+    pki = SandboxPki(Path(pki_dir))
     conn = oauth2_connection(url, verify=True, **extra)
     conn |= {"login": SELF_SIGNED_CLIENT if client_auth.startswith("self_signed") else MTLS_CLIENT, "password": None}
     conn["extra"] |= {

@@ -62,14 +62,14 @@ def _certificate(
 
 
 @dataclass(frozen=True)
-class TestPki:
+class SandboxPki:
     """The files of the sandbox's test PKI in ``folder``: ``<name>.pem`` and ``<name>.key`` for ``ca``,
     ``server``, ``client``, ``client2`` and ``selfsigned``; ``trust.pem`` (the CA and the self-signed one)."""
 
     folder: Path
 
     @classmethod
-    def create(cls, folder: Path | str) -> TestPki:
+    def create(cls, folder: Path | str) -> SandboxPki:
         pki = cls(Path(folder))
         if (pki.folder / "trust.pem").exists():
             return pki
