@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse, Response
 
 from airflow_vendorauth.sandbox.assertions import RegisteredCertificate
 from airflow_vendorauth.sandbox.data import DATASETS
+from airflow_vendorauth.sandbox.federation import FederatedCredential, check_federated
 from airflow_vendorauth.sandbox.identity import make_jwt
 from airflow_vendorauth.sandbox.mtls import MTLS_CLIENT, SELF_SIGNED_CLIENT, peer_certificate, thumbprint
 from airflow_vendorauth.sandbox.state import SandboxState, sandbox_key
@@ -142,6 +143,19 @@ def _authenticate(state: SandboxState, request: Request, body: _Body, token_url:
     return client_id, None
 
 
+async def _authenticate_federated(request: Request, body: _Body, audience: str) -> tuple[str | None, Response | None]:
+    """RFC 7523 2.2 with an assertion another issuer signed (workload identity): the client trusts the
+    sandbox's workload issuer for its airflow-worker service account, with the token endpoint as audience."""
+    client_id = body.params.get("client_id", "")
+    if body.params.get("client_assertion_type") != ASSERTION_TYPE or not body.params.get("client_assertion"):
+        return None, _error(400, "invalid_request", f"client_assertion_type must be {ASSERTION_TYPE}, with a client_assertion")
+    trusted = [FederatedCredential(audience=audience)]
+    refusal = await check_federated(body.params["client_assertion"], trusted, str(request.base_url))
+    if refusal is not None:
+        return None, _error(401, "invalid_client", f"Client assertion refused: {refusal.description}")
+    return client_id, None
+
+
 def _check_certificate(state: SandboxState, request: Request, client_id: str, method: str) -> Response | None:
     """RFC 8705 2.1: tls_client_auth wants a certificate of the trusted CA naming the client as subject;
     self_signed_tls_client_auth the very certificate registered for the client."""
@@ -176,7 +190,10 @@ def router(state: SandboxState) -> APIRouter:
         if body is None:
             return _error(400, "invalid_request", "Send a form (or, for client_secret_json, a JSON object)")
         audience = state.assertion_audience or f"{issuer_of(request)}/token"
-        client_id, refusal = _authenticate(state, request, body, audience)
+        if state.credentials.oauth2_clients().get(body.params.get("client_id", "")) == "federated":
+            client_id, refusal = await _authenticate_federated(request, body, audience)
+        else:
+            client_id, refusal = _authenticate(state, request, body, audience)
         if refusal is not None or client_id is None:
             return refusal or _error(401, "invalid_client", "Client authentication failed")
         c, grant, params = state.credentials, body.params.get("grant_type"), body.params

@@ -72,6 +72,8 @@ class SandboxCredentials:
     oauth2_json_client_id: str = "oauth2-json-client"
     oauth2_jwt_client_id: str = "oauth2-jwt-client"
     oauth2_public_client_id: str = "oauth2-public-client"
+    #: Trusts the sandbox's workload issuer (its airflow-worker service account, audience the token endpoint).
+    oauth2_federated_client_id: str = "oauth2-federated-client"
     oauth2_client_secret: str = "oauth2-sandbox-secret-1Qa7 +/&"  # characters that Basic must form-encode
     oauth2_username: str = "ana@oauth2.example"
     oauth2_password: str = "oauth2-sandbox-userpass-5Rt9"
@@ -89,6 +91,7 @@ class SandboxCredentials:
             self.oauth2_json_client_id: "client_secret_json",
             self.oauth2_jwt_client_id: "private_key_jwt",
             self.oauth2_public_client_id: "none",
+            self.oauth2_federated_client_id: "federated",
         }
 
 

@@ -160,3 +160,25 @@ def test_keyavi_takes_the_aks_variables_and_sends_no_secret(
     assert hook.settings.client_id == c.keyavi_client_id and hook.settings.client_secret is None
     assert hook.settings.token_url == f"{vendor_sandbox.url}/login/{c.keyavi_tenant}/oauth2/v2.0/token"
     assert hook.request("GET", "/payloads").status_code == 200
+
+
+def test_the_generic_oauth2_type_sends_a_workload_token_as_its_client_assertion(
+    vendor_sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from airflow_vendorauth.hooks.oauth2 import OAuth2Hook
+    from airflow_vendorauth.sandbox.connections import oauth2_connection
+
+    path = tmp_path / "token"
+    conn = oauth2_connection(vendor_sandbox.url, client_auth="federated", assertion_file=str(path))
+    monkeypatch.setenv("AIRFLOW_CONN_OAUTH2_WORKLOAD", json.dumps(conn))
+    token_endpoint = f"{vendor_sandbox.url}/oauth2/token"
+    write_atomically(path, vendor_sandbox.workload_token(audience=token_endpoint))
+    hook = OAuth2Hook("oauth2_workload")
+    assert len(list(hook.paginate("/items"))) == 230
+    write_atomically(path, vendor_sandbox.workload_token(audience=token_endpoint, subject="system:serviceaccount:x:y"))
+    with pytest.raises(TokenRequestError, match="invalid_client") as error:
+        hook.get_token(force_refresh=True)
+    assert "system:serviceaccount:x:y" in str(error.value)  # the server's reason, the subject it did not trust
+    assert vendor_sandbox.token_requests("oauth2") == 2
