@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import certifi
+import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
@@ -100,15 +100,11 @@ def _key_path(private_key_pem: str) -> Iterator[str]:
 @functools.lru_cache(maxsize=32)
 def ssl_context(certificate: ClientCertificate | None, verify: Verify) -> ssl.SSLContext | Verify:
     """What httpx takes as ``verify``: the plain value without a client certificate, else a context that
-    presents it (and verifies the server with the system's CAs, certifi's, or the given bundle)."""
+    presents it (and verifies the server as httpx would, or with the given CA bundle)."""
     if certificate is None:
         return ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify
-    if verify is False:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    else:
-        context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else certifi.where())
+    # httpx's own context for true/false (certifi's CAs, SSL_CERT_FILE honoured), as a client without a certificate
+    context = ssl.create_default_context(cafile=verify) if isinstance(verify, str) else httpx.create_ssl_context(verify)
     # The certificate is public: a plain temporary path is fine for it; the key takes the careful way.
     with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as cert_file:
         cert_file.write(normalize_pem(certificate.certificate_pem))
