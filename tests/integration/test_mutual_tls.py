@@ -20,6 +20,7 @@ from airflow_vendorauth.sandbox.client import Sandbox
 from airflow_vendorauth.sandbox.connections import mtls_connection
 from airflow_vendorauth.sandbox.process_state import forget_process_state
 from tests.integration.test_example_dags import DAGS_FOLDER
+from tests.integration.triggers import run_trigger
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +135,12 @@ def test_the_server_is_verified_with_the_named_ca_bundle(connect, mtls_sandbox: 
     monkeypatch.setenv("AIRFLOW_CONN_OAUTH2_SYSTEM_CAS", json.dumps(conn))
     with pytest.raises(TokenRequestError, match=r"CERTIFICATE_VERIFY_FAILED|certificate verify failed"):
         OAuth2Hook("oauth2_system_cas").get_token()
+
+
+def test_the_trigger_presents_the_certificate_and_carries_only_the_connection_id(connect, mtls_sandbox: Sandbox) -> None:  # type: ignore[no-untyped-def]
+    conn = connect("oauth2_mtls")
+    kwargs, events = run_trigger("oauth2_mtls", "/items", "page", 1)
+    assert events[0].payload["status"] == "success", events[0].payload
+    stored = json.dumps(kwargs)
+    assert "PRIVATE KEY" not in stored and conn["extra"]["client_certificate"] not in stored
+    assert mtls_sandbox.stats()["oauth2"]["bound_tokens"] == 1

@@ -17,6 +17,7 @@ from airflow_vendorauth.hooks.kazi import KaziHook
 from airflow_vendorauth.hooks.keyavi import KeyaviHook
 from airflow_vendorauth.sandbox.client import Sandbox
 from tests.integration.test_example_dags import DAGS_FOLDER
+from tests.integration.triggers import run_trigger
 
 pytestmark = pytest.mark.integration
 
@@ -182,3 +183,17 @@ def test_the_generic_oauth2_type_sends_a_workload_token_as_its_client_assertion(
         hook.get_token(force_refresh=True)
     assert "system:serviceaccount:x:y" in str(error.value)  # the server's reason, the subject it did not trust
     assert vendor_sandbox.token_requests("oauth2") == 2
+
+
+def test_the_trigger_reads_the_file_itself_and_carries_only_the_connection_id(
+    vendor_sandbox: Sandbox, token_file: Path
+) -> None:
+    import json
+
+    assertion = vendor_sandbox.workload_token()
+    write_atomically(token_file, assertion)
+    kwargs, events = run_trigger("kazi_workload_identity", "/tagging/v2/expectations", "pagination.currentPage", 1)
+    assert events[0].payload["status"] == "success", events[0].payload
+    assert assertion not in json.dumps(kwargs) and str(token_file) not in json.dumps(kwargs)
+    assert vendor_sandbox.stats()["federation"]["accepted"] == 1
+
