@@ -102,12 +102,14 @@ class TokenEndpoint:
         expect_jwt: bool = False,
         labels: Mapping[str, str] = DEFAULT_LABELS,
         transport: httpx.BaseTransport | None = None,
+        mtls: bool = False,
     ) -> None:
         self.vendor, self.conn_id, self._build = vendor, conn_id, build
         self._token_url, self._issuer = token_url, issuer
         self._timeout, self._verify, self._expect_jwt, self._log = timeout, verify, expect_jwt, logger
         self._labels = {**DEFAULT_LABELS, **labels}
         self._transport = transport
+        self._mtls = mtls
         self._client: httpx.Client | None = None
         self._current: TokenRequest | None = None
         self._retrying = tenacity.Retrying(
@@ -127,7 +129,7 @@ class TokenEndpoint:
         """The token endpoint's URL: configured, or discovered from the issuer (once per process)."""
         if self._token_url is None:
             assert self._issuer is not None, "a token endpoint needs a token_url or an issuer"
-            how = Discovery(self.vendor, self.conn_id, self._timeout, self._verify, self._transport)
+            how = Discovery(self.vendor, self.conn_id, self._timeout, self._verify, self._transport, self._mtls)
             self._token_url = discovered_token_endpoint(self._issuer, how)
         return self._token_url
 

@@ -125,6 +125,7 @@ class VendorHook(BaseHook):
                 expect_jwt=profile.issues_jwt,
                 labels={"login": profile.login_label, "password": _credential_label(profile, s)},
                 transport=self._transports[0],
+                mtls=s.client_certificate is not None,
             )
             provider = TokenProvider(
                 endpoint,

@@ -45,6 +45,8 @@ def classify(path: str) -> tuple[str, str, bool]:
     for vendor, token_path in TOKEN_PATHS.items():
         if path == token_path:
             return vendor, "token", True
+    if path == "/oauth2/mtls/token":  # RFC 8705's mtls_endpoint_aliases
+        return "oauth2", "token", True
     if path.startswith(("/oauth2/", "/.well-known/")):
         return "oauth2", "metadata", False
     head, _, rest = path.lstrip("/").partition("/")

@@ -71,7 +71,7 @@ def metadata(request: Request) -> dict[str, Any]:
         ],
         "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
         "tls_client_certificate_bound_access_tokens": True,
-        "mtls_endpoint_aliases": {"token_endpoint": f"{issuer}/token"},
+        "mtls_endpoint_aliases": {"token_endpoint": f"{issuer}/mtls/token"},
         "scopes_supported": list(SCOPES),
         "response_types_supported": ["token"],
     }
@@ -185,7 +185,10 @@ def router(state: SandboxState) -> APIRouter:
         return metadata(request)
 
     @api.post("/oauth2/token")
+    @api.post("/oauth2/mtls/token")  # RFC 8705 5: the alias clients with certificates use (the same endpoint here)
     async def token(request: Request) -> Response:
+        if request.url.path.endswith("/mtls/token"):
+            state.count("oauth2", "mtls_alias_token_requests")
         body = await _Body.read(request)
         if body is None:
             return _error(400, "invalid_request", "Send a form (or, for client_secret_json, a JSON object)")

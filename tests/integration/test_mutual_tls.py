@@ -77,6 +77,7 @@ def test_the_example_dag_runs_with_a_bound_token_over_its_certificate(
     assert run.state == "success"
     stats = mtls_sandbox.stats()["oauth2"]
     assert stats["bound_tokens"] == stats["token_requests"] >= 1  # every token is bound to the certificate
+    assert stats["mtls_alias_token_requests"] == stats["token_requests"]  # RFC 8705 5: the metadata's alias
     assert stats.get("status_401", 0) == 0 and stats["api_requests"] >= 6  # the sensor's call and 5 pages
     out = capfd.readouterr()
     logged = out.out + out.err + caplog.text

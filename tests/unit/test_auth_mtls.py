@@ -71,3 +71,20 @@ def test_verify_may_name_a_ca_bundle(pki: SandboxPki) -> None:
     context = ssl_context(None, pki.ca_bundle)
     assert isinstance(context, ssl.SSLContext) and context.verify_mode == ssl.CERT_REQUIRED
     assert ssl_context(None, True) is True and ssl_context(None, False) is False
+
+
+def test_a_client_with_a_certificate_takes_the_mtls_alias_of_the_token_endpoint() -> None:
+    import httpx
+
+    from airflow_vendorauth.auth.discovery import Discovery, forget_discoveries, token_endpoint
+
+    issuer = "https://idp.example/realm"
+    document = {"issuer": issuer, "token_endpoint": f"{issuer}/token",
+                "mtls_endpoint_aliases": {"token_endpoint": "https://mtls.idp.example/realm/token"}}
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=document))
+    forget_discoveries()
+    with_certificate = Discovery("OAuth 2.0", "c", 5.0, True, transport, mtls=True)
+    without = Discovery("OAuth 2.0", "c", 5.0, True, transport)
+    assert token_endpoint(issuer, with_certificate) == "https://mtls.idp.example/realm/token"
+    assert token_endpoint(issuer, without) == f"{issuer}/token"
+    forget_discoveries()
