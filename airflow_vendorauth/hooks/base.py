@@ -16,6 +16,7 @@ import httpx
 from airflow.sdk import BaseHook
 
 from airflow_vendorauth.auth.cache import cache_key
+from airflow_vendorauth.auth.grants import MTLS_CLIENT_AUTH
 from airflow_vendorauth.auth.provider import TokenProvider
 from airflow_vendorauth.auth.token import AccessToken
 from airflow_vendorauth.auth.token_endpoint import TokenEndpoint
@@ -248,7 +249,7 @@ def _credential_label(profile: VendorProfile, s: ConnectionSettings) -> str:
         return "Private key and Certificate (as registered with the identity provider)"
     if method == "federated":
         return "Assertion file (its token's issuer and subject must match a federated credential of the client)"
-    if method in ("tls_client_auth", "self_signed_tls_client_auth"):
+    if method in MTLS_CLIENT_AUTH:
         return "Client certificate (as registered for the client, or issued by the CA the server trusts)"
     return "Client ID alone (a public client)" if method == "none" else profile.password_label
 

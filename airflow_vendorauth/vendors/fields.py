@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from airflow_vendorauth.auth.grants import MTLS_CLIENT_AUTH
 from airflow_vendorauth.exceptions import ConnectionConfigError
 
 FieldKind = Literal["string", "integer", "number", "boolean", "json", "verify"]
@@ -212,7 +213,7 @@ def _federated(extras: Mapping[str, Any]) -> bool:
 
 
 def _mutual_tls(extras: Mapping[str, Any]) -> bool:
-    return extras.get("client_auth") in ("tls_client_auth", "self_signed_tls_client_auth")
+    return extras.get("client_auth") in MTLS_CLIENT_AUTH
 
 
 def federation_field(*, default_env: str | None = None) -> ExtraField:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from airflow_vendorauth.auth.assertions import KeyMaterialError, signer_for
 from airflow_vendorauth.auth.federated import AssertionFile, AssertionFileError
-from airflow_vendorauth.auth.grants import Attempt, ClientAuthMethod, ClientCredentials, TokenRequest
+from airflow_vendorauth.auth.grants import MTLS_CLIENT_AUTH, Attempt, ClientAuthMethod, ClientCredentials, TokenRequest
 from airflow_vendorauth.auth.mtls import ClientCertificate
 from airflow_vendorauth.exceptions import ConnectionConfigError
 from airflow_vendorauth.vendors.fields import COMMON_FIELDS, ExtraField, coerce
@@ -31,7 +31,7 @@ __all__ = ["ConnectionSettings", "ExtraField", "RawConnection", "VendorProfile"]
 
 
 #: Client authentication styles that need no client secret.
-SECRETLESS_CLIENT_AUTH = ("private_key_jwt", "federated", "tls_client_auth", "self_signed_tls_client_auth", "none")
+SECRETLESS_CLIENT_AUTH = ("private_key_jwt", "federated", *MTLS_CLIENT_AUTH, "none")
 
 
 @dataclass(frozen=True)
