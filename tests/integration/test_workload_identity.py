@@ -96,6 +96,8 @@ def test_a_stale_file_fails_before_any_request_naming_the_file_and_entras_code(
         KaziHook("kazi_workload_identity").get_token()
     said = str(error.value)
     assert str(token_file) in said and "expired" in said and "AADSTS700024" in said and "Fix:" in said
+    ok, message = KaziHook("kazi_workload_identity").test_connection()  # the UI's Test button says the same
+    assert not ok and str(token_file) in message and "AADSTS700024" in message
     run = example_dag.test(logical_date=pendulum.datetime(2026, 11, 25, tz="UTC"))
     assert run.state == "failed"
     assert vendor_sandbox.token_requests("kazi") == 0

@@ -218,7 +218,7 @@ def install_packages() -> None:
         raise PeerStartError(f"npm ci in {HERE} failed: {done.stderr[-2000:]}")
 
 
-def start_peer(*, total_items: int = 250, rotate_nonce_every: int = 7, token_ttl: int = 600) -> PeerServer:
+def start_peer(*, total_items: int = 250, rotate_nonce_every: int = 3, token_ttl: int = 600) -> PeerServer:
     """Start the server on free 127.0.0.1 ports; raise PeerStartError with the reason if it does not come up."""
     node = shutil.which("node")
     if node is None:

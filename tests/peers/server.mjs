@@ -27,7 +27,7 @@ const PROOF_WINDOW_SECONDS = 60;
 const TOTAL_ITEMS = config.total_items ?? 250;
 // The resource server rotates its nonce every this many accepted requests (the previous one stays
 // valid, as a server under concurrent load must allow).
-const ROTATE_NONCE_EVERY = config.rotate_nonce_every ?? 7;
+const ROTATE_NONCE_EVERY = config.rotate_nonce_every ?? 3;
 
 function b64url(buffer) {
   return Buffer.from(buffer).toString('base64url');
@@ -40,6 +40,7 @@ function newStats() {
     api_requests: 0,
     api_ok: 0,
     api_nonce_challenges: 0,
+    api_nonce_rotations: 0,
     api_refused: [],
     proofs_seen: 0,
     proofs_reused: 0,
@@ -50,7 +51,8 @@ function newStats() {
 
 // A resource server's own nonce (RFC 9449 section 9): independent of the authorization server's.
 class ResourceNonces {
-  constructor() {
+  constructor(stats) {
+    this.stats = stats;
     this.current = b64url(randomBytes(16));
     this.previous = null;
     this.accepted = 0;
@@ -65,6 +67,7 @@ class ResourceNonces {
     if (this.accepted % ROTATE_NONCE_EVERY === 0) {
       this.previous = this.current;
       this.current = b64url(randomBytes(16));
+      this.stats.api_nonce_rotations += 1;
     }
   }
 }
@@ -88,7 +91,7 @@ function commaDn(pem) {
 function buildProvider(issuer, { mtls }) {
   const stats = newStats();
   const seenJti = new Set();
-  const resourceNonces = new ResourceNonces();
+  const resourceNonces = new ResourceNonces(stats);
   const clients = config.clients.filter((c) => (mtls ? c.mtls : !c.mtls)).map(({ mtls: _, ...c }) => c);
 
   const provider = new Provider(issuer, {
