@@ -12,9 +12,9 @@ import time
 
 from harness import median, per_call_seconds, prepare_airflow_home, table
 
-ROUNDS = 7
-TOKEN_REQUESTS = 30
-API_CALLS = 200
+ROUNDS = 5
+TOKEN_REQUESTS = 10
+API_CALLS = 50
 
 
 def token_requests() -> str:
@@ -88,9 +88,39 @@ def mutual_tls_calls() -> str:
     )
 
 
+def client_side_costs() -> str:
+    """What the client itself spends per token request (no network): reading and checking the assertion
+    file, against signing a private_key_jwt assertion."""
+    import timeit
+
+    import jwt
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from airflow_vendorauth.auth.assertions import signer_for
+    from airflow_vendorauth.auth.federated import AssertionFile
+    from airflow_vendorauth.sandbox.state import sandbox_key
+
+    now = int(time.time())
+    token = jwt.encode({"iss": "https://oidc.example", "sub": "system:serviceaccount:a:b", "iat": now, "exp": now + 3600},
+                       ec.generate_private_key(ec.SECP256R1()), algorithm="ES256")
+    with tempfile.NamedTemporaryFile("w", suffix=".jwt", delete=False) as out:
+        out.write(token)
+    try:
+        read = min(timeit.repeat(AssertionFile(out.name).read, number=500, repeat=ROUNDS)) / 500
+    finally:
+        os.unlink(out.name)
+    signer = signer_for("client", *sandbox_key("rsa"))
+    sign = min(timeit.repeat(lambda: signer.assertion("https://login.example/t/oauth2/token"), number=200, repeat=ROUNDS)) / 200
+    return table(
+        "Client-side cost per token request (best of rounds)",
+        ["work", "us"],
+        [["federated: read the file, decode its exp", f"{read * 1e6:.0f}"], ["private_key_jwt: sign RS256", f"{sign * 1e6:.0f}"]],
+    )
+
+
 def main() -> str:
     prepare_airflow_home()
-    return token_requests() + "\n" + mutual_tls_calls()
+    return client_side_costs() + "\n" + token_requests() + "\n" + mutual_tls_calls()
 
 
 if __name__ == "__main__":
