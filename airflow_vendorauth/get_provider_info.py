@@ -10,7 +10,9 @@ from airflow_vendorauth.vendors.fields import ExtraField
 from airflow_vendorauth.vendors.profile import VendorProfile
 
 #: JSON objects (headers, paging) are typed in the form as their JSON text.
-_JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean", "json": "string"}
+_JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean", "json": "string",
+               # true, false or a CA bundle's path: text (a checkbox could not name a file)
+               "verify": "string"}
 
 
 def _conn_field(spec: ExtraField) -> dict[str, Any]:
@@ -25,7 +27,7 @@ def _conn_field(spec: ExtraField) -> dict[str, Any]:
     if spec.choices:
         schema["enum"] = list(spec.choices) if spec.required or spec.default is not None else [*spec.choices, None]
     if spec.default is not None:
-        schema["default"] = spec.default
+        schema["default"] = str(spec.default).lower() if spec.kind == "verify" else spec.default
     return {"label": spec.label, "description": spec.description, "schema": schema}
 
 

@@ -5,10 +5,13 @@
 document must name the same issuer and an https ``token_endpoint`` (plain http only on loopback). The
 answer is kept for the life of the process: metadata changes rarely, and one fetch per process is enough.
 A failure says which URLs were tried and what each answered, and is not retried: fix the issuer.
+A client that authenticates with a TLS certificate takes the ``mtls_endpoint_aliases`` token endpoint
+when the metadata names one (RFC 8705 section 5: servers may take client certificates on other hosts).
 """
 
 from __future__ import annotations
 
+import ssl
 import threading
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -30,8 +33,10 @@ class Discovery:
     vendor: str
     conn_id: str
     timeout: float
-    verify: bool
+    verify: ssl.SSLContext | bool | str
     transport: httpx.BaseTransport | None = None
+    #: The client presents a certificate: prefer the metadata's ``mtls_endpoint_aliases``.
+    mtls: bool = False
 
 
 def metadata_urls(issuer: str) -> list[str]:
@@ -44,9 +49,10 @@ def metadata_urls(issuer: str) -> list[str]:
 
 def token_endpoint(issuer: str, how: Discovery) -> str:
     """The issuer's token endpoint, discovered once per process."""
+    key = f"{issuer} mtls" if how.mtls else issuer
     with _guard:
-        if issuer in _found:
-            return _found[issuer]
+        if key in _found:
+            return _found[key]
     tried: list[str] = []
     with httpx.Client(timeout=how.timeout, verify=how.verify, transport=how.transport) as client:
         for url in metadata_urls(issuer):
@@ -58,10 +64,10 @@ def token_endpoint(issuer: str, how: Discovery) -> str:
             if response.status_code != 200:
                 tried.append(f"{url}: HTTP {response.status_code}")
                 continue
-            endpoint = _read(response, issuer, tried)
+            endpoint = _read(response, issuer, tried, how.mtls)
             if endpoint is not None:
                 with _guard:
-                    _found[issuer] = endpoint
+                    _found[key] = endpoint
                 return endpoint
     said = f"no usable metadata for issuer {issuer} ({'; '.join(tried)}). Fix: check Issuer, or fill in Token URL instead"
     raise TokenRequestError(
@@ -73,7 +79,7 @@ def token_endpoint(issuer: str, how: Discovery) -> str:
     )
 
 
-def _read(response: httpx.Response, issuer: str, tried: list[str]) -> str | None:
+def _read(response: httpx.Response, issuer: str, tried: list[str], mtls: bool = False) -> str | None:
     url = str(response.request.url)
     try:
         document = response.json()
@@ -87,6 +93,9 @@ def _read(response: httpx.Response, issuer: str, tried: list[str]) -> str | None
         tried.append(f"{url}: names issuer {document.get('issuer')!r}, not {issuer!r}")
         return None
     endpoint: str = document["token_endpoint"]
+    aliases = document.get("mtls_endpoint_aliases")
+    if mtls and isinstance(aliases, dict) and isinstance(aliases.get("token_endpoint"), str):
+        endpoint = aliases["token_endpoint"]
     parts = urlsplit(endpoint)
     if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback(parts.hostname)):
         tried.append(f"{url}: token_endpoint {endpoint!r} is not https")

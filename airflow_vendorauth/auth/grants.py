@@ -7,27 +7,44 @@ and a rotating refresh token changes between two refreshes.
 How the client proves itself (:class:`ClientCredentials`) is one of RFC 6749's and RFC 7523's styles:
 ``client_secret_basic`` (id and secret form-encoded, then Base64, in ``Authorization``),
 ``client_secret_post`` (both in the form), ``client_secret_json`` (both in a JSON body, as Clazar
-wants), ``private_key_jwt`` (a signed client assertion) or ``none`` (a public client: its id only).
+wants), ``private_key_jwt`` (a signed client assertion), ``federated`` (an assertion another issuer
+signed, read from a file: workload identity federation), ``tls_client_auth`` and
+``self_signed_tls_client_auth`` (RFC 8705: the TLS client certificate proves the client, the form carries
+its id) or ``none`` (a public client: its id only).
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote_plus
 
 from airflow_vendorauth.auth.assertions import CLIENT_ASSERTION_TYPE, AssertionSigner
 
-ClientAuthMethod = Literal["client_secret_basic", "client_secret_post", "client_secret_json", "private_key_jwt", "none"]
+ClientAuthMethod = Literal[
+    "client_secret_basic",
+    "client_secret_post",
+    "client_secret_json",
+    "private_key_jwt",
+    "federated",
+    "tls_client_auth",
+    "self_signed_tls_client_auth",
+    "none",
+]
 CLIENT_AUTH_METHODS: tuple[ClientAuthMethod, ...] = (
     "client_secret_basic",
     "client_secret_post",
     "client_secret_json",
     "private_key_jwt",
+    "federated",
+    "tls_client_auth",
+    "self_signed_tls_client_auth",
     "none",
 )
+#: RFC 8705: the client's TLS certificate authenticates it (the connection's client certificate).
+MTLS_CLIENT_AUTH: tuple[ClientAuthMethod, ...] = ("tls_client_auth", "self_signed_tls_client_auth")
 
 
 @dataclass(frozen=True, repr=False)
@@ -63,6 +80,8 @@ class ClientCredentials:
     method: ClientAuthMethod
     secret: str | None = None
     signer: AssertionSigner | None = None
+    #: ``federated``: the externally issued assertion, read anew for every request (the file rotates).
+    assertion: Callable[[], str] | None = None
 
     def __repr__(self) -> str:
         return f"ClientCredentials(client_id={self.client_id!r}, method={self.method!r})"
@@ -92,6 +111,13 @@ def oauth2_request(url: str, grant: Mapping[str, Any], client: ClientCredentials
             "client_id": client.client_id,
             "client_assertion_type": CLIENT_ASSERTION_TYPE,
             "client_assertion": client.signer.assertion(url),
+        }
+    elif client.method == "federated":
+        assert client.assertion is not None, "federated needs an assertion source"
+        params |= {
+            "client_id": client.client_id,
+            "client_assertion_type": CLIENT_ASSERTION_TYPE,
+            "client_assertion": client.assertion(),
         }
     else:
         params["client_id"] = client.client_id

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -53,7 +54,14 @@ HINTS: dict[str, str] = {
     "AADSTS50076": "the user needs MFA, which the password grant cannot do: use client_credentials",
     "AADSTS700027": "the certificate is not the one registered for the app: upload it in Entra ID (App "
     "registrations > Certificates & secrets) or fill in the registered one",
-    "AADSTS700024": "the client assertion is outside its time range: check this machine's clock",
+    "AADSTS700024": "the client assertion is outside its time range: check this machine's clock, or (federated) "
+    "that the platform still rotates Assertion file",
+    "AADSTS70021": "no federated identity credential of the app matches the assertion's issuer and audience: add one "
+    "in Entra ID (App registrations > Certificates & secrets > Federated credentials) with the cluster's OIDC issuer URL "
+    "and audience api://AzureADTokenExchange",
+    "AADSTS700213": "no federated identity credential of the app matches the assertion's subject: register the pod's "
+    "service account (system:serviceaccount:<namespace>:<name>) as the credential's subject",
+    "AADSTS50013": "the assertion's signature does not verify with its issuer's published keys: check Assertion file",
     "AADSTS700023": "the client assertion's audience must be the token endpoint: fill in Token URL exactly, or leave "
     "it empty to use Entra's",
 }
@@ -93,13 +101,14 @@ class TokenEndpoint:
         token_url: str | None,
         policy: RetryPolicy,
         timeout: float,
-        verify: bool,
+        verify: ssl.SSLContext | bool | str,
         logger: logging.Logger,
         issuer: str | None = None,
         expect_jwt: bool = False,
         labels: Mapping[str, str] = DEFAULT_LABELS,
         transport: httpx.BaseTransport | None = None,
         proof_key: dpop.ProofKey | None = None,
+        mtls: bool = False,
     ) -> None:
         self.vendor, self.conn_id, self._build = vendor, conn_id, build
         self._token_url, self._issuer = token_url, issuer
@@ -108,6 +117,7 @@ class TokenEndpoint:
         self._transport = transport
         #: DPoP (RFC 9449): every token request carries a proof of this key, and tokens are bound to it.
         self._proof_key = proof_key
+        self._mtls = mtls
         self._client: httpx.Client | None = None
         self._current: TokenRequest | None = None
         self._retrying = tenacity.Retrying(
@@ -127,7 +137,7 @@ class TokenEndpoint:
         """The token endpoint's URL: configured, or discovered from the issuer (once per process)."""
         if self._token_url is None:
             assert self._issuer is not None, "a token endpoint needs a token_url or an issuer"
-            how = Discovery(self.vendor, self.conn_id, self._timeout, self._verify, self._transport)
+            how = Discovery(self.vendor, self.conn_id, self._timeout, self._verify, self._transport, self._mtls)
             self._token_url = discovered_token_endpoint(self._issuer, how)
         return self._token_url
 

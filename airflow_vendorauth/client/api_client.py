@@ -132,7 +132,7 @@ class ApiClient:
             "base_url": s.base_url,
             "auth": self._auth,
             "timeout": s.timeout,
-            "verify": s.verify,
+            "verify": s.tls(),
             "follow_redirects": True,
             "headers": {"Accept": "application/json", "User-Agent": USER_AGENT},
         }

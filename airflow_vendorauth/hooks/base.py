@@ -17,6 +17,7 @@ from airflow.sdk import BaseHook
 
 from airflow_vendorauth.auth import dpop
 from airflow_vendorauth.auth.cache import cache_key
+from airflow_vendorauth.auth.grants import MTLS_CLIENT_AUTH
 from airflow_vendorauth.auth.provider import TokenProvider
 from airflow_vendorauth.auth.token import AccessToken
 from airflow_vendorauth.auth.token_endpoint import TokenEndpoint
@@ -131,12 +132,13 @@ class VendorHook(BaseHook):
                 issuer=s.issuer,
                 policy=policy,
                 timeout=s.timeout,
-                verify=s.verify,
+                verify=s.tls(),
                 logger=self.log,  # type: ignore[arg-type]
                 expect_jwt=profile.issues_jwt,
                 labels={"login": profile.login_label, "password": _credential_label(profile, s)},
                 transport=self._transports[0],
                 proof_key=dpop.key_for(key) if s.extras.get("dpop") else None,
+                mtls=s.client_certificate is not None,
             )
             provider = TokenProvider(
                 endpoint,
@@ -263,6 +265,10 @@ def _credential_label(profile: VendorProfile, s: ConnectionSettings) -> str:
     method = s.extra("client_auth")
     if method == "private_key_jwt":
         return "Private key and Certificate (as registered with the identity provider)"
+    if method == "federated":
+        return "Assertion file (its token's issuer and subject must match a federated credential of the client)"
+    if method in MTLS_CLIENT_AUTH:
+        return "Client certificate (as registered for the client, or issued by the CA the server trusts)"
     return "Client ID alone (a public client)" if method == "none" else profile.password_label
 
 

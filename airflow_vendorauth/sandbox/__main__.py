@@ -48,6 +48,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="serve https with a self-signed certificate for this name (for hosts other than loopback, "
         "e.g. a compose service: the printed connections then carry verify=false)",
     )
+    parser.add_argument(
+        "--mtls-dir",
+        help="mutual TLS mode (RFC 8705): make a test PKI in this folder (once), serve https with its server "
+        "certificate, ask clients for certificates, bind tokens to them",
+    )
     parser.add_argument("--public-url", help="the base URL clients use, if not http(s)://HOST:PORT (containers)")
     return parser.parse_args(argv)
 
@@ -85,7 +90,14 @@ def main(argv: list[str] | None = None) -> None:
     sock = bind(args.host, args.port)
     port = sock.getsockname()[1]
     tls: dict[str, Any] = {}
-    if args.tls_hostname:
+    if args.mtls_dir:
+        from airflow_vendorauth.auth.mtls import certificate_thumbprint
+        from airflow_vendorauth.sandbox.mtls import SELF_SIGNED_CLIENT, SandboxPki
+
+        pki = SandboxPki.create(args.mtls_dir)
+        tls = pki.uvicorn_options()
+        state.self_signed_certificates[SELF_SIGNED_CLIENT] = (certificate_thumbprint(pki.pem("selfsigned")),)
+    elif args.tls_hostname:
         from airflow_vendorauth.sandbox.tls import self_signed_certificate
 
         tls = dict(zip(("ssl_certfile", "ssl_keyfile"), self_signed_certificate(args.tls_hostname), strict=True))

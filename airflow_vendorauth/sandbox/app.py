@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from airflow_vendorauth.sandbox import apis, authorization_server, identity
+from airflow_vendorauth.sandbox import apis, authorization_server, identity, workload_issuer
 from airflow_vendorauth.sandbox.state import VENDOR_NAMES, FaultRule, SandboxState
 
 TOKEN_PATHS = {
@@ -45,6 +45,8 @@ def classify(path: str) -> tuple[str, str, bool]:
     for vendor, token_path in TOKEN_PATHS.items():
         if path == token_path:
             return vendor, "token", True
+    if path == "/oauth2/mtls/token":  # RFC 8705's mtls_endpoint_aliases
+        return "oauth2", "token", True
     if path.startswith(("/oauth2/", "/.well-known/")):
         return "oauth2", "metadata", False
     head, _, rest = path.lstrip("/").partition("/")
@@ -139,6 +141,7 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
     state = state or SandboxState()
     app = FastAPI(title="airflow-vendorauth sandbox", openapi_url=None, docs_url=None, redoc_url=None)
     app.state.sandbox = state
+    app.include_router(workload_issuer.router(state.workload_issuer))  # before /{tenant}/.well-known/...
     app.include_router(identity.router(state))
     app.include_router(apis.router(state))
     app.include_router(authorization_server.router(state))

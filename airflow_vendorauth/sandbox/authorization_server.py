@@ -13,6 +13,11 @@ DPoP (RFC 9449): a token request with a ``DPoP`` proof gets a token bound to the
 (``token_type: DPoP``, ``cnf.jkt``), and the client ``oauth2-dpop-client`` gets only such tokens; the
 API takes a bound token only as ``Authorization: DPoP`` with a proof of that key. Proofs and nonces are
 checked by :mod:`.dpop` (both places demand and rotate nonces; a reused proof is refused and counted).
+In mutual TLS mode (``--mtls-dir``, RFC 8705) two more clients authenticate by their TLS certificate:
+``oauth2-mtls-client`` (``tls_client_auth``: any certificate the test CA issued with its name as subject)
+and ``oauth2-selfsigned-client`` (``self_signed_tls_client_auth``: its registered certificate). Whenever a
+token request comes over a client certificate, the token is bound to it (``cnf.x5t#S256``), and the API
+refuses a bound token over any other certificate (401 ``invalid_token``).
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ from fastapi.responses import JSONResponse, Response
 from airflow_vendorauth.sandbox.assertions import RegisteredCertificate
 from airflow_vendorauth.sandbox.data import DATASETS
 from airflow_vendorauth.sandbox.dpop import Refusal
+from airflow_vendorauth.sandbox.federation import FederatedCredential, check_federated
 from airflow_vendorauth.sandbox.identity import make_jwt
+from airflow_vendorauth.sandbox.mtls import MTLS_CLIENT, SELF_SIGNED_CLIENT, peer_certificate, thumbprint
 from airflow_vendorauth.sandbox.state import SandboxState, sandbox_key
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -63,10 +70,14 @@ def metadata(request: Request) -> dict[str, Any]:
             "client_secret_post",
             "client_secret_json",
             "private_key_jwt",
+            "tls_client_auth",
+            "self_signed_tls_client_auth",
             "none",
         ],
         "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
         "dpop_signing_alg_values_supported": ["ES256"],
+        "tls_client_certificate_bound_access_tokens": True,
+        "mtls_endpoint_aliases": {"token_endpoint": f"{issuer}/mtls/token"},
         "scopes_supported": list(SCOPES),
         "response_types_supported": ["token"],
     }
@@ -96,7 +107,7 @@ class _Body:
 def _authenticate(state: SandboxState, request: Request, body: _Body, token_url: str) -> tuple[str | None, Response | None]:
     """The authenticated client id, or the refusal, per the method the client is registered for."""
     c = state.credentials
-    clients = c.oauth2_clients()
+    clients = {**c.oauth2_clients(), MTLS_CLIENT: "tls_client_auth", SELF_SIGNED_CLIENT: "self_signed_tls_client_auth"}
     header = request.headers.get("authorization", "")
     if header.lower().startswith("basic "):
         try:
@@ -112,6 +123,8 @@ def _authenticate(state: SandboxState, request: Request, body: _Body, token_url:
             method = "private_key_jwt"
         elif secret:
             method = "client_secret_json" if body.as_json else "client_secret_post"
+        elif clients.get(client_id, "").endswith("tls_client_auth"):
+            method = clients[client_id]
         else:
             method = "none"
     registered = clients.get(client_id)
@@ -121,6 +134,9 @@ def _authenticate(state: SandboxState, request: Request, body: _Body, token_url:
         return None, _error(401, "invalid_client", f"Client {client_id!r} must authenticate with {registered}, not {method}")
     if method.startswith("client_secret") and not hmac.compare_digest(secret, c.oauth2_client_secret):
         return None, _error(401, "invalid_client", "Client authentication failed: wrong client secret")
+    if method.endswith("tls_client_auth"):
+        if (wrong := _check_certificate(state, request, client_id, method)) is not None:
+            return None, wrong
     if method == "private_key_jwt":
         if body.params.get("client_assertion_type") != ASSERTION_TYPE:
             return None, _error(400, "invalid_request", f"client_assertion_type must be {ASSERTION_TYPE}")
@@ -146,6 +162,32 @@ def _dpop_token_refusal(refusal: Refusal) -> JSONResponse:
 def _dpop_api_refusal(error: str, description: str, nonce: str | None = None) -> JSONResponse:
     headers = {"WWW-Authenticate": f'DPoP error="{error}", error_description="{description}", algs="ES256"'}
     return _error(401, error, description, **headers, **({"DPoP-Nonce": nonce} if nonce else {}))
+async def _authenticate_federated(request: Request, body: _Body, audience: str) -> tuple[str | None, Response | None]:
+    """RFC 7523 2.2 with an assertion another issuer signed (workload identity): the client trusts the
+    sandbox's workload issuer for its airflow-worker service account, with the token endpoint as audience."""
+    client_id = body.params.get("client_id", "")
+    if body.params.get("client_assertion_type") != ASSERTION_TYPE or not body.params.get("client_assertion"):
+        return None, _error(400, "invalid_request", f"client_assertion_type must be {ASSERTION_TYPE}, with a client_assertion")
+    trusted = [FederatedCredential(audience=audience)]
+    refusal = await check_federated(body.params["client_assertion"], trusted, str(request.base_url))
+    if refusal is not None:
+        return None, _error(401, "invalid_client", f"Client assertion refused: {refusal.description}")
+    return client_id, None
+
+
+def _check_certificate(state: SandboxState, request: Request, client_id: str, method: str) -> Response | None:
+    """RFC 8705 2.1: tls_client_auth wants a certificate of the trusted CA naming the client as subject;
+    self_signed_tls_client_auth the very certificate registered for the client."""
+    certificate = peer_certificate(request.scope)
+    if certificate is None:
+        return _error(401, "invalid_client", f"Client {client_id!r} authenticates with {method}: present its TLS certificate")
+    subject = certificate.subject.rfc4514_string()
+    if method == "tls_client_auth":
+        if certificate.issuer == certificate.subject or subject != f"CN={client_id}":
+            return _error(401, "invalid_client", f"The certificate's subject {subject!r} is not registered for {client_id!r}")
+    elif thumbprint(certificate) not in state.self_signed_certificates.get(client_id, ()):
+        return _error(401, "invalid_client", f"The certificate is not the one registered for {client_id!r}")
+    return None
 
 
 def _granted_scope(requested: str | None, allowed: str) -> str | None:
@@ -162,12 +204,18 @@ def router(state: SandboxState) -> APIRouter:
         return metadata(request)
 
     @api.post("/oauth2/token")
+    @api.post("/oauth2/mtls/token")  # RFC 8705 5: the alias clients with certificates use (the same endpoint here)
     async def token(request: Request) -> Response:
+        if request.url.path.endswith("/mtls/token"):
+            state.count("oauth2", "mtls_alias_token_requests")
         body = await _Body.read(request)
         if body is None:
             return _error(400, "invalid_request", "Send a form (or, for client_secret_json, a JSON object)")
         audience = state.assertion_audience or f"{issuer_of(request)}/token"
-        client_id, refusal = _authenticate(state, request, body, audience)
+        if state.credentials.oauth2_clients().get(body.params.get("client_id", "")) == "federated":
+            client_id, refusal = await _authenticate_federated(request, body, audience)
+        else:
+            client_id, refusal = _authenticate(state, request, body, audience)
         if refusal is not None or client_id is None:
             return refusal or _error(401, "invalid_client", "Client authentication failed")
         c, grant, params = state.credentials, body.params.get("grant_type"), body.params
@@ -197,10 +245,14 @@ def router(state: SandboxState) -> APIRouter:
                 return _error(400, "invalid_target", f"The {name} {params[name]!r} is not served here")
         lifetime = state.lifetimes["oauth2"]
         now = int(time.time())
-        claims = {"iss": issuer_of(request), "sub": params.get("username") or client_id, "client_id": client_id}
-        bound = {"cnf": {"jkt": jkt}} if jkt else {}
-        access = make_jwt({**claims, **bound, "scope": scope, "exp": now + lifetime, "iat": now, "jti": uuid.uuid4().hex})
-        state.issue("oauth2", {"scope": scope.split(), **bound}, access)
+        claims: dict[str, Any] = {"iss": issuer_of(request), "sub": params.get("username") or client_id, "client_id": client_id}
+        if (certificate := peer_certificate(request.scope)) is not None:  # RFC 8705 3: bound to the certificate
+            claims["cnf"] = {"x5t#S256": thumbprint(certificate)}
+            state.count("oauth2", "bound_tokens")
+        if jkt:  # RFC 9449 6: bound to the DPoP proof's key
+            claims["cnf"] = {**claims.get("cnf", {}), "jkt": jkt}
+        access = make_jwt({**claims, "scope": scope, "exp": now + lifetime, "iat": now, "jti": uuid.uuid4().hex})
+        state.issue("oauth2", {"scope": scope.split(), **({"cnf": claims["cnf"]} if "cnf" in claims else {})}, access)
         token_type = "DPoP" if jkt else "Bearer"
         answer: dict[str, Any] = {"access_token": access, "token_type": token_type, "expires_in": lifetime, "scope": scope}
         if grant in ("password", "refresh_token"):
@@ -214,6 +266,12 @@ def router(state: SandboxState) -> APIRouter:
         if issued is None:
             return _error(401, "invalid_token", "The access token is missing, expired or revoked",
                           **{"WWW-Authenticate": f'{scheme if scheme == "DPoP" else "Bearer"} error="invalid_token"'})
+        bound = issued.claims.get("cnf", {}).get("x5t#S256")
+        presented = peer_certificate(request.scope)
+        if bound and (presented is None or thumbprint(presented) != bound):
+            state.count("oauth2", "bound_token_refused")
+            return _error(401, "invalid_token", "The access token is bound to another certificate than the one presented",
+                          **{"WWW-Authenticate": 'Bearer error="invalid_token"'})
         jkt = issued.claims.get("cnf", {}).get("jkt")
         served_headers: dict[str, str] = {}
         if jkt is not None or scheme == "DPoP":

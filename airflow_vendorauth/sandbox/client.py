@@ -130,6 +130,11 @@ class Sandbox:
         """A refresh token of the generic authorization server, as a user would get once, interactively."""
         return str(self._post("oauth2/refresh_token", client_id=client_id, scope=scope)["refresh_token"])
 
+    def workload_token(self, **claims: Any) -> str:
+        """A projected service account token of the sandbox's workload issuer (``subject``, ``audience``,
+        ``lifetime``, ``not_before_in``, ``now``), as the kubelet writes it into a pod."""
+        return str(self._post("workload_identity/token", claims)["token"])
+
     def malformed(self, vendor: str, mode: str, count: int = 1) -> None:
         self._post("malformed", {"vendor": vendor, "mode": mode, "count": count})
 

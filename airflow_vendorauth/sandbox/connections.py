@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from airflow_vendorauth.sandbox.state import SandboxCredentials, sandbox_key
@@ -88,6 +89,9 @@ def sandbox_connections(
         # Kazi with a certificate instead of a client secret (client_auth private_key_jwt), as Entra tenants
         # that forbid secrets require.
         "kazi_certificate": _with_certificate(kazi),
+        # Kazi with workload identity (client_auth federated): no secret; the assertion file comes from
+        # AZURE_FEDERATED_TOKEN_FILE, as on AKS (mint its content with Sandbox.workload_token()).
+        "kazi_workload_identity": _federated(kazi),
         # The generic type: an issuer to discover, client_secret_basic, paging described in JSON.
         "oauth2_default": oauth2_connection(url, token_cache=token_cache, verify=verify, credentials=c),
         # The generic type with DPoP-bound tokens (RFC 9449): the sandbox demands and rotates nonces.
@@ -100,6 +104,10 @@ def _with_certificate(conn: dict[str, Any]) -> dict[str, Any]:
     conn = {**conn, "password": None}
     conn["extra"] = {**conn["extra"], "client_auth": "private_key_jwt", "private_key": key, "certificate": certificate}
     return conn
+
+
+def _federated(conn: dict[str, Any]) -> dict[str, Any]:
+    return {**conn, "password": None, "extra": {**conn["extra"], "client_auth": "federated"}}
 
 
 def oauth2_connection(
@@ -129,6 +137,26 @@ def oauth2_connection(
     extras |= {"cache": token_cache, **({} if verify else {"verify": False}), **extra}
     secret = c.oauth2_client_secret if client_auth.startswith("client_secret") else None
     return {"conn_type": "oauth2", "host": f"{url.rstrip('/')}/oauth2-api", "login": client_id, "password": secret, "extra": extras}
+
+
+def mtls_connection(
+    url: str, pki_dir: str, *, certificate: str = "client", client_auth: str = "tls_client_auth", **extra: Any
+) -> dict[str, Any]:
+    """An ``oauth2`` connection to a sandbox in mutual TLS mode (``--mtls-dir``): the client certificate
+    ``certificate`` of its test PKI (``client``, ``client2`` or, for self_signed_tls_client_auth,
+    ``selfsigned``), and the test CA as the ``verify`` bundle."""
+    from airflow_vendorauth.sandbox.mtls import MTLS_CLIENT, SELF_SIGNED_CLIENT, SandboxPki
+
+    pki = SandboxPki(Path(pki_dir))
+    conn = oauth2_connection(url, verify=True, **extra)
+    conn |= {"login": SELF_SIGNED_CLIENT if client_auth.startswith("self_signed") else MTLS_CLIENT, "password": None}
+    conn["extra"] |= {
+        "client_auth": client_auth,
+        "client_certificate": pki.pem(certificate),
+        "client_private_key": pki.key(certificate),
+        "verify": pki.ca_bundle,
+    }
+    return conn
 
 
 def env_var_name(conn_id: str) -> str:

@@ -9,10 +9,12 @@ import hmac
 import time
 import uuid
 
+import jwt
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
 from airflow_vendorauth.sandbox.assertions import RegisteredCertificate
+from airflow_vendorauth.sandbox.federation import check_federated
 from airflow_vendorauth.sandbox.state import SandboxState, sandbox_key
 
 #: A Kazi client registered without any role: its tokens get 401 from the API (Kazi's trap).
@@ -48,8 +50,11 @@ _ASSERTION_REFUSALS = {
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
-def client_auth(state: SandboxState, form: dict[str, str], client_secret: str, audience: str) -> Response | None:
-    """A client secret, or a client assertion signed with the certificate registered for the app."""
+async def client_auth(
+    state: SandboxState, form: dict[str, str], client_secret: str, audience: str, base_url: str
+) -> Response | None:
+    """A client secret, a client assertion signed with the certificate registered for the app, or a token of
+    an external issuer the app trusts (a federated identity credential: workload identity)."""
     if "client_assertion" not in form:
         if not hmac.compare_digest(form.get("client_secret", ""), client_secret):
             return entra_error(
@@ -60,6 +65,14 @@ def client_auth(state: SandboxState, form: dict[str, str], client_secret: str, a
         return entra_error(400, "invalid_request", 700025, "Send either a client_secret or a client_assertion, not both.")
     if form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
         return entra_error(400, "invalid_request", 7000216, "'client_assertion_type' is missing or malformed.")
+    if _issuer_of(form["client_assertion"]) not in (None, form.get("client_id")):
+        federated = await check_federated(form["client_assertion"], state.federated_credentials, base_url)
+        if federated is not None:
+            # Entra answers an unmatched federated credential with invalid_request, a bad assertion with invalid_client
+            error = "invalid_request" if federated.code in (70021, 700213) else "invalid_client"
+            return entra_error(400 if error == "invalid_request" else 401, error, federated.code, federated.description)
+        state.federated_accepted(form["client_assertion"])
+        return None
     registered = [RegisteredCertificate(sandbox_key("rsa")[1])]
     refusal = state.assertions.verify(
         form["client_assertion"], client_id=form.get("client_id", ""), audience=audience, certificates=registered
@@ -70,8 +83,15 @@ def client_auth(state: SandboxState, form: dict[str, str], client_secret: str, a
     return None
 
 
-def check_token_request(
-    state: SandboxState, form: dict[str, str] | None, tenant: str, vendor: str, audience: str
+def _issuer_of(assertion: str) -> str | None:
+    try:
+        return jwt.decode(assertion, options={"verify_signature": False}).get("iss")
+    except jwt.InvalidTokenError:
+        return None
+
+
+async def check_token_request(
+    state: SandboxState, form: dict[str, str] | None, tenant: str, vendor: str, audience: str, base_url: str
 ) -> Response | None:
     c = state.credentials
     known_tenant = c.kazi_tenant if vendor == "kazi" else c.keyavi_tenant
@@ -95,7 +115,7 @@ def check_token_request(
             700016,
             f"Application with identifier '{form.get('client_id')}' was not found in the directory.",
         )
-    return client_auth(state, form, client_secret, audience)
+    return await client_auth(state, form, client_secret, audience, base_url)
 
 
 def openid_configuration(state: SandboxState, request: Request, tenant: str, version: str) -> Response:

@@ -94,7 +94,9 @@ def router(state: SandboxState) -> APIRouter:
     async def azure_v1_token(tenant: str, request: Request) -> Response:
         """Kazi: Azure AD v1 client credentials with ``resource``; lifetimes as strings."""
         form = await _form(request)
-        if (refusal := check_token_request(state, form, tenant, "kazi", _token_url(state, request))) is not None:
+        if (refusal := await check_token_request(
+            state, form, tenant, "kazi", _token_url(state, request), str(request.base_url)
+        )) is not None:
             return refusal
         assert form is not None
         if form["grant_type"] != "client_credentials":
@@ -133,7 +135,9 @@ def router(state: SandboxState) -> APIRouter:
     async def microsoft_v2_token(tenant: str, request: Request) -> Response:
         """Keyavi: Microsoft identity v2.0, password or client credentials, with its scope rules."""
         form = await _form(request)
-        if (refusal := check_token_request(state, form, tenant, "keyavi", _token_url(state, request))) is not None:
+        if (refusal := await check_token_request(
+            state, form, tenant, "keyavi", _token_url(state, request), str(request.base_url)
+        )) is not None:
             return refusal
         assert form is not None
         c = state.credentials

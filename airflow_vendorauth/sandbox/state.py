@@ -20,6 +20,8 @@ from typing import Any
 from airflow_vendorauth.sandbox.assertions import AssertionVerifier
 from airflow_vendorauth.sandbox.data import DATASETS
 from airflow_vendorauth.sandbox.dpop import DPoPVerifier
+from airflow_vendorauth.sandbox.federation import FederatedCredential
+from airflow_vendorauth.sandbox.workload_issuer import WorkloadIssuer
 
 VENDOR_NAMES = ("kazi", "keyavi", "kayzen", "smartrecruiters", "clazar", "oauth2")
 
@@ -73,6 +75,8 @@ class SandboxCredentials:
     oauth2_public_client_id: str = "oauth2-public-client"
     #: Registered for client_secret_basic and DPoP-bound tokens only (RFC 9449's dpop_bound_access_tokens).
     oauth2_dpop_client_id: str = "oauth2-dpop-client"
+    #: Trusts the sandbox's workload issuer (its airflow-worker service account, audience the token endpoint).
+    oauth2_federated_client_id: str = "oauth2-federated-client"
     oauth2_client_secret: str = "oauth2-sandbox-secret-1Qa7 +/&"  # characters that Basic must form-encode
     oauth2_username: str = "ana@oauth2.example"
     oauth2_password: str = "oauth2-sandbox-userpass-5Rt9"
@@ -91,6 +95,7 @@ class SandboxCredentials:
             self.oauth2_jwt_client_id: "private_key_jwt",
             self.oauth2_public_client_id: "none",
             self.oauth2_dpop_client_id: "client_secret_basic",
+            self.oauth2_federated_client_id: "federated",
         }
 
 
@@ -171,6 +176,13 @@ class SandboxState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     rng: random.Random = field(default_factory=lambda: random.Random(7))
     assertions: AssertionVerifier = field(default_factory=AssertionVerifier)
+    #: The cluster's OIDC issuer (workload identity) and the federated identity credentials the Entra apps
+    #: (Kazi's and Keyavi's clients alike) trust: by default, that issuer's airflow-worker service account.
+    workload_issuer: WorkloadIssuer = field(default_factory=WorkloadIssuer)
+    federated_credentials: list[FederatedCredential] = field(default_factory=lambda: [FederatedCredential()])
+    federated_seen: set[str] = field(default_factory=set)
+    #: Mutual TLS mode: client id -> thumbprints (x5t#S256) of its registered self-signed certificates.
+    self_signed_certificates: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: The URL the identity endpoints believe they have, when set (a server behind a proxy): client
     #: assertions must name it as their ``aud``.
     assertion_audience: str | None = None
@@ -231,6 +243,14 @@ class SandboxState:
                 del self.tokens[t]
         return len(doomed)
 
+    def federated_accepted(self, assertion: str) -> None:
+        """Count a federated assertion Entra accepted, and each distinct one (a file re-read shows as new ones)."""
+        with self.lock:
+            self.counters["federation"]["accepted"] += 1
+            if assertion not in self.federated_seen:
+                self.federated_seen.add(assertion)
+                self.counters["federation"]["distinct_assertions"] += 1
+
     # ---- counters and faults ------------------------------------------------------------------------------
 
     def count(self, vendor: str, what: str) -> None:
@@ -269,6 +289,7 @@ class SandboxState:
             self.scans.clear()
             self.refresh_tokens.clear()
             self.peers.clear()
+            self.federated_seen.clear()
             self.assertions.reset()
             self.dpop.reset()
             self.assertion_audience = None

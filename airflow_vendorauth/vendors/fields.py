@@ -11,13 +11,15 @@ never does (``auth_url``, ``cache``), while the names earlier releases and the d
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from airflow_vendorauth.auth.grants import MTLS_CLIENT_AUTH
 from airflow_vendorauth.exceptions import ConnectionConfigError
 
-FieldKind = Literal["string", "integer", "number", "boolean", "json"]
+FieldKind = Literal["string", "integer", "number", "boolean", "json", "verify"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,15 @@ _FALSE = {"false", "0", "no", "off"}
 
 def coerce(spec: ExtraField, value: Any, fail: Callable[..., ConnectionConfigError]) -> Any:
     """Values from the UI arrive as strings, from JSON as their types: accept both, refuse the rest."""
-    if spec.kind == "boolean":
+    if spec.kind == "verify" and isinstance(value, str) and value.lower() not in _TRUE | _FALSE:
+        if not os.path.isfile(value):
+            raise fail(
+                spec.name,
+                f"is {value!r}, neither true/false nor a CA bundle file that exists here",
+                "give true, false, or the path of a PEM CA bundle on every worker, e.g. /etc/ssl/private-ca.pem",
+            )
+        return value
+    if spec.kind in ("boolean", "verify"):
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
@@ -124,7 +134,12 @@ COMMON_FIELDS: tuple[ExtraField, ...] = (
         default=4,
     ),
     ExtraField(
-        "verify", "Verify TLS", "TLS certificate verification. Turn off only for a private test host.", "boolean", default=True
+        "verify",
+        "Verify TLS",
+        "TLS certificate verification: true, false (only for a private test host), or the path of a CA bundle "
+        "(PEM) for servers of a private PKI, e.g. /etc/ssl/certs/corp-ca.pem",
+        "verify",
+        default=True,
     ),
     ExtraField(
         "cache",
@@ -191,3 +206,50 @@ def username_field(description: str, *, required: bool = False, **rules: object)
 
 def user_password_field(description: str, *, required: bool = False, **rules: object) -> ExtraField:
     return ExtraField("user_password", "User password", description, secret=True, required=required, **rules)  # type: ignore[arg-type]
+
+
+def _federated(extras: Mapping[str, Any]) -> bool:
+    return extras.get("client_auth") == "federated"
+
+
+def _mutual_tls(extras: Mapping[str, Any]) -> bool:
+    return extras.get("client_auth") in MTLS_CLIENT_AUTH
+
+
+def federation_field(*, default_env: str | None = None) -> ExtraField:
+    """``client_auth: federated``: the file the platform writes the workload's token to (RFC 7523)."""
+    where = f" Empty: ${default_env}, as AKS workload identity sets it." if default_env else ""
+    return ExtraField(
+        "assertion_file",
+        "Assertion file",
+        "client_auth federated: the file holding the workload's signed token (re-read for every token request, "
+        f"as the platform rotates it), e.g. /var/run/secrets/azure/tokens/azure-identity-token.{where}",
+        required_when=_federated,
+        required_reason="(client_auth federated sends its content)",
+        aliases=("federated_token_file",),
+    )
+
+
+#: Mutual TLS (RFC 8705): the client certificate and its key, presented by token requests and API calls.
+MTLS_FIELDS: tuple[ExtraField, ...] = (
+    ExtraField(
+        "client_certificate",
+        "Client certificate (PEM)",
+        "Mutual TLS: the client certificate (-----BEGIN CERTIFICATE-----...), presented on token requests and "
+        "API calls; with tls_client_auth issued by the CA the server trusts, with self_signed_tls_client_auth "
+        "the one registered for the client. Bound tokens (cnf.x5t#S256) are only ever sent with it.",
+        required_when=_mutual_tls,
+        required_reason="(tls_client_auth and self_signed_tls_client_auth present it)",
+        multiline=True,
+    ),
+    ExtraField(
+        "client_private_key",
+        "Client certificate key (PEM)",
+        "Mutual TLS: the client certificate's private key, unencrypted PEM (-----BEGIN PRIVATE KEY-----...); "
+        "kept in memory, never written to disk in clear.",
+        secret=True,
+        required_when=_mutual_tls,
+        required_reason="(tls_client_auth and self_signed_tls_client_auth present the certificate with it)",
+        multiline=True,
+    ),
+)

@@ -16,6 +16,7 @@ from airflow_vendorauth.vendors.microsoft import (
     SUBSCRIPTION_KEY,
     TENANT_ID,
     apim_headers,
+    workload_identity,
 )
 from airflow_vendorauth.vendors.profile import ConnectionSettings, VendorProfile, client_credentials
 
@@ -75,5 +76,6 @@ KAZI = VendorProfile(
     issues_jwt=True,
     default_pagination=_pagination,
     max_concurrency=8,  # Azure API Management in front answers 429 with Retry-After past its rate
+    environment_defaults=workload_identity("/oauth2/token"),
     header_names=lambda s: ("Ocp-Apim-Subscription-Key",),
 )

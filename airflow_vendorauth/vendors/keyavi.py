@@ -17,6 +17,7 @@ from airflow_vendorauth.vendors.microsoft import (
     SUBSCRIPTION_KEY,
     TENANT_ID,
     apim_headers,
+    workload_identity,
 )
 from airflow_vendorauth.vendors.profile import ConnectionSettings, VendorProfile, client_credentials
 
@@ -122,5 +123,6 @@ KEYAVI = VendorProfile(
     identity_extras=("scope", "grant_type", "username", "user_password", *ENTRA_IDENTITY),
     default_pagination=_pagination,
     max_concurrency=6,  # APIM in front, as for Kazi; a smaller default until Keyavi states a limit
+    environment_defaults=workload_identity("/oauth2/v2.0/token"),
     header_names=lambda s: ("Ocp-Apim-Subscription-Key", "x-api-caller-id"),
 )

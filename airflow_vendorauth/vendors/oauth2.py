@@ -16,9 +16,11 @@ from typing import Any
 from airflow_vendorauth.auth.grants import CLIENT_AUTH_METHODS, Attempt, TokenRequest, oauth2_request
 from airflow_vendorauth.exceptions import ConnectionConfigError
 from airflow_vendorauth.vendors.fields import (
+    MTLS_FIELDS,
     ExtraField,
     certificate_fields,
     client_auth_field,
+    federation_field,
     user_password_field,
     username_field,
 )
@@ -96,7 +98,9 @@ OAUTH2 = VendorProfile(
             "client_secret_basic",
             "How the client proves itself: client_secret_basic (Authorization header), client_secret_post "
             "(form), client_secret_json (JSON body), private_key_jwt (a signed assertion: Private key, no "
-            "Client secret) or none (a public client).",
+            "Client secret), federated (an assertion another issuer signed, read from Assertion file: workload "
+            "identity), tls_client_auth or self_signed_tls_client_auth (RFC 8705 mutual TLS: Client certificate "
+            "and its key) or none (a public client).",
         ),
         ExtraField(
             "dpop",
@@ -126,6 +130,8 @@ OAUTH2 = VendorProfile(
             required_reason="(the refresh_token grant starts from it)",
         ),
         *certificate_fields(certificate_required=False),
+        federation_field(),
+        *MTLS_FIELDS,
         ExtraField(
             "auth_params",
             "Token request parameters",
@@ -164,6 +170,10 @@ OAUTH2 = VendorProfile(
         "key_id",
         "auth_params",
         "dpop",
+        "assertion_file",
+        # A certificate-bound token (cnf.x5t#S256) works only over its certificate: the certificate is part of
+        # the cache key, so two connections that differ by certificate never share a token.
+        "client_certificate",
     ),
     default_pagination=_pagination,
     header_names=lambda s: tuple(_headers(s)),

@@ -15,7 +15,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from airflow_vendorauth.auth.assertions import KeyMaterialError, signer_for
-from airflow_vendorauth.auth.grants import Attempt, ClientAuthMethod, ClientCredentials, TokenRequest
+from airflow_vendorauth.auth.federated import AssertionFile, AssertionFileError
+from airflow_vendorauth.auth.grants import MTLS_CLIENT_AUTH, Attempt, ClientAuthMethod, ClientCredentials, TokenRequest
+from airflow_vendorauth.auth.mtls import ClientCertificate
 from airflow_vendorauth.exceptions import ConnectionConfigError
 from airflow_vendorauth.vendors.fields import COMMON_FIELDS, ExtraField, coerce
 from airflow_vendorauth.vendors.settings import (
@@ -31,7 +33,7 @@ __all__ = ["ConnectionSettings", "ExtraField", "RawConnection", "VendorProfile"]
 
 
 #: Client authentication styles that need no client secret.
-SECRETLESS_CLIENT_AUTH = ("private_key_jwt", "none")
+SECRETLESS_CLIENT_AUTH = ("private_key_jwt", "federated", *MTLS_CLIENT_AUTH, "none")
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ class VendorProfile:
     max_concurrency: int = 4
     #: The grant's refresh token seed extra, for ``grant_type=refresh_token`` (the oauth2 type).
     refresh_seed: Callable[[ConnectionSettings], str | None] = lambda settings: None
+    #: Fills what the connection leaves empty from the platform's environment (AKS workload identity).
+    environment_defaults: Callable[[RawConnection], RawConnection] = lambda raw: raw
 
     @property
     def conn_name_attr(self) -> str:
@@ -102,6 +106,7 @@ class VendorProfile:
                 f"is {raw.conn_type!r} but this hook is for {self.conn_type!r}",
                 f"set conn_type to {self.conn_type!r} or use the hook for {raw.conn_type!r}",
             )
+        raw = self.environment_defaults(raw)
         extras, unknown = self._read_extras(raw, fail)
         base_url = self._base_url(raw, fail)
         client_id = _text(raw.login)
@@ -123,9 +128,10 @@ class VendorProfile:
             secret_extras=self.secret_extras,
             timeout=float(extras["timeout"]),
             max_retries=int(extras["max_retries"]),
-            verify=bool(extras["verify"]),
+            verify=extras["verify"],
             token_cache=TokenCacheSetting.parse(str(extras["cache"]), fail),
             unknown_extras=describe(unknown, self.display_name) if unknown else None,
+            client_certificate=client_certificate(extras, fail),
         )
         if extras.get("client_auth") == "private_key_jwt":
             check_key_material(settings, fail)
@@ -203,6 +209,41 @@ def check_key_material(settings: ConnectionSettings, fail: Callable[..., Connect
         raise fail(field, str(exc), "paste the PEM text of the key (and certificate) registered for this client") from None
 
 
+def client_certificate(
+    extras: Mapping[str, Any], fail: Callable[..., ConnectionConfigError]
+) -> ClientCertificate | None:
+    """The mutual TLS certificate and key, when given, checked before any request (they must pair)."""
+    certificate, key = extras.get("client_certificate"), extras.get("client_private_key")
+    if not certificate and not key:
+        return None
+    if not certificate or not key:
+        missing = "client_certificate" if not certificate else "client_private_key"
+        raise fail(missing, "is missing (mutual TLS needs the certificate and its key)", "fill in both, or neither")
+    pair = ClientCertificate(str(certificate), str(key))
+    try:
+        pair.check()
+    except KeyMaterialError as exc:
+        field = "client_certificate" if "certificate (" in str(exc) else "client_private_key"
+        raise fail(field, str(exc), "paste the PEM text of the client certificate and of its own key") from None
+    return pair
+
+
+def assertion_reader(settings: ConnectionSettings) -> Callable[[], str]:
+    """``client_auth: federated``: reads the assertion file at each call; a file that cannot work raises
+    ConnectionConfigError naming the connection, the file and the fix (before any request is sent)."""
+    source = AssertionFile(str(settings.extra("assertion_file")))
+
+    def read() -> str:
+        try:
+            return source.read()
+        except AssertionFileError as exc:
+            raise ConnectionConfigError(
+                settings.conn_id, "assertion_file", f"({exc.path}) {exc.problem}", exc.fix, label="Assertion file"
+            ) from None
+
+    return read
+
+
 def client_credentials(settings: ConnectionSettings, default: ClientAuthMethod) -> ClientCredentials:
     """How the connection's client authenticates: its ``client_auth`` extra, else the type's default."""
     s = settings
@@ -212,7 +253,8 @@ def client_credentials(settings: ConnectionSettings, default: ClientAuthMethod) 
         if method == "private_key_jwt"
         else None
     )
-    return ClientCredentials(s.client_id, method, s.client_secret, signer)
+    assertion = assertion_reader(s) if method == "federated" else None
+    return ClientCredentials(s.client_id, method, s.client_secret, signer, assertion)
 
 
 def suggest_scheme(host: str) -> str:

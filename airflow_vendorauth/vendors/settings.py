@@ -3,11 +3,13 @@ with the rules every URL and the token cache setting obey. Nothing here imports 
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from airflow_vendorauth.auth.mtls import ClientCertificate, Verify, ssl_context
 from airflow_vendorauth.exceptions import ConnectionConfigError
 from airflow_vendorauth.urls import check_url, is_loopback
 
@@ -75,10 +77,16 @@ class ConnectionSettings:
     secret_extras: tuple[str, ...]
     timeout: float
     max_retries: int
-    verify: bool
+    verify: Verify
     token_cache: TokenCacheSetting
     #: A sentence naming the extras no field of the type reads (with the closest names), or None.
     unknown_extras: str | None = None
+    #: Mutual TLS (RFC 8705): the certificate token requests and API calls present.
+    client_certificate: ClientCertificate | None = None
+
+    def tls(self) -> ssl.SSLContext | Verify:
+        """What httpx takes as ``verify``: presents the client certificate, if any (one context per process)."""
+        return ssl_context(self.client_certificate, self.verify)
 
     def extra(self, name: str) -> Any:
         return self.extras.get(name)

@@ -88,3 +88,24 @@ def test_required_extras_are_marked_required_in_the_form() -> None:
     assert fields["kazi"]["tenant_id"]["schema"]["type"] == ["string", "null"]
     assert fields["oauth2"]["private_key"]["schema"]["format"] == "password"
     assert fields["oauth2"]["certificate"]["schema"]["format"] == "multiline"
+
+
+def test_workload_identity_and_mutual_tls_fields_are_in_the_forms_and_the_key_is_hidden() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    if AIRFLOW_VERSION < (3, 2):
+        pytest.skip("Airflow 3.1 reads no declarative conn-fields")
+    from airflow.sdk.execution_time.secrets_masker import should_hide_value_for_key
+
+    widgets = ProvidersManager().connection_form_widgets
+    for conn_type in ("oauth2", "kazi", "keyavi"):
+        assert "federated" in widgets[f"extra__{conn_type}__client_auth"].field["schema"]["enum"]
+        assert "AZURE" in widgets[f"extra__{conn_type}__assertion_file"].field["description"] or conn_type == "oauth2"
+    oauth2_methods = widgets["extra__oauth2__client_auth"].field["schema"]["enum"]
+    assert {"tls_client_auth", "self_signed_tls_client_auth"} <= set(oauth2_methods)
+    key = widgets["extra__oauth2__client_private_key"]
+    assert key.is_sensitive and key.field["schema"]["format"] == "password"
+    assert not widgets["extra__oauth2__client_certificate"].is_sensitive
+    assert "CA bundle" in widgets["extra__oauth2__verify"].field["description"]
+    # The UI and the REST API hide extras by name: the key's name carries a sensitive word, the file's does not.
+    assert should_hide_value_for_key("client_private_key") and not should_hide_value_for_key("assertion_file")

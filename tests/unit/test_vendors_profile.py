@@ -70,7 +70,7 @@ def test_missing_or_empty_required_fields(
         ("clazar", {"extra": {"timeout": True}}, "timeout", "not a number"),
         ("clazar", {"extra": {"max_retries": 2.5}}, "max_retries", "whole number"),
         ("clazar", {"extra": {"max_retries": -1}}, "max_retries", "out of range"),
-        ("clazar", {"extra": {"verify": "maybe"}}, "verify", "not a boolean"),
+        ("clazar", {"extra": {"verify": "maybe"}}, "verify", "neither true/false nor a CA bundle"),
         ("clazar", {"extra": {"token_cache": "memcached://x"}}, "cache", "Redis URL"),
         ("clazar", {"extra": {"token_cache": "redis://"}}, "cache", "Redis URL"),
         ("kazi", {"extra": {"resource": 42}}, "resource", "not text"),
