@@ -105,7 +105,9 @@ def test_known_names_come_from_the_declared_fields_so_a_new_field_is_known_at_on
 
 
 @pytest.mark.parametrize("conn_id", list(sandbox_connections("http://127.0.0.1:1")))
-def test_every_sandbox_connection_has_only_known_extras(conn_id: str) -> None:
+def test_every_sandbox_connection_has_only_known_extras(conn_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the workload-identity connection takes its assertion file from the variable AKS injects
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/azure/tokens/azure-identity-token")
     conn = sandbox_connections("http://127.0.0.1:1")[conn_id]
     raw = RawConnection(conn_id, conn["conn_type"], conn["host"], conn["login"], conn["password"], None, conn["extra"])
     assert VENDORS[conn["conn_type"]].resolve(raw).unknown_extras is None
