@@ -222,8 +222,8 @@ class TokenProvider:
         )
         why = (
             f"the refresh token chain is lost: the server refused the newest refresh token found in {sharing} "
-            f"({where}; {said}). It was spent or revoked elsewhere: a process died between the server's answer "
-            "and storing the next token, another deployment uses the same seed, or the server revoked the grant. "
+            f"({where}; {said}): it was spent by another process or revoked (a process died between the server's "
+            "answer and storing the next token, another deployment uses the same seed, or the grant was revoked). "
             "Fix: get a new refresh token from the authorization server and put it in Refresh token "
             "(refresh_token): a new seed starts a new chain; with more than one task process, set Token cache "
             "to file or Redis so they share it"
