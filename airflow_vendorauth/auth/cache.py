@@ -13,7 +13,7 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from airflow_vendorauth.auth.token import AccessToken
@@ -30,6 +30,9 @@ class RefreshChain:
 
     refresh_token: str
     generation: int
+    #: Read from a shared cache that had lost the chain and holds copies processes gave back since (no
+    #: rotation stored it yet): a higher generation may still be on its way from another process.
+    republished: bool = field(default=False, compare=False)
 
     def __repr__(self) -> str:
         return f"RefreshChain(generation={self.generation}, refresh_token='***')"
@@ -83,9 +86,11 @@ class SharedTokenCache(Protocol):
     def load_refresh_token(self, key: str) -> RefreshChain | None:
         """The newest refresh token of a credential (rotating servers: the only one still valid)."""
 
-    def store_refresh_token(self, key: str, chain: RefreshChain) -> bool:
+    def store_refresh_token(self, key: str, chain: RefreshChain, *, republish: bool = False) -> bool:
         """Keep ``chain`` unless the cache already holds a higher generation (atomically); False when
-        the write failed (the caller keeps it elsewhere and retries)."""
+        the write failed (the caller keeps it elsewhere and retries). ``republish``: a copy given back
+        rather than a rotation's result; an entry created this way reads as ``republished`` until a
+        rotation stores the next generation."""
 
 
 class MemoryTokenCache:
@@ -126,7 +131,7 @@ class MemoryTokenCache:
     def load_refresh_token(self, key: str) -> RefreshChain | None:
         return self._refresh_tokens.get(key)
 
-    def store_refresh_token(self, key: str, chain: RefreshChain) -> bool:
+    def store_refresh_token(self, key: str, chain: RefreshChain, *, republish: bool = False) -> bool:
         """Keep the higher generation of ``chain`` and the one held (a copy read from a shared cache
         never replaces a newer one this process made)."""
         with self._guard:

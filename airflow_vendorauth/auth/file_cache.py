@@ -126,7 +126,7 @@ class FileTokenCache:
             return None
         try:
             data = json.loads(self.cipher.decrypt(self.directory.joinpath(f"{key}.chain").read_bytes()))
-            return RefreshChain(str(data["rt"]), int(data["gen"]))
+            return RefreshChain(str(data["rt"]), int(data["gen"]), republished=bool(data.get("republished")))
         except FileNotFoundError:
             pass
         except (OSError, CacheEntryUnreadable, ValueError, KeyError, TypeError) as exc:
@@ -140,14 +140,18 @@ class FileTokenCache:
             warn_once(self.log, f"file-refresh:{key}", "Refresh token entry of %s unreadable (%s)", key, type(exc).__name__)
             return None
 
-    def store_refresh_token(self, key: str, chain: RefreshChain) -> bool:
+    def store_refresh_token(self, key: str, chain: RefreshChain, *, republish: bool = False) -> bool:
         if not self._prepare():
             return False
         try:
             with self._entry_lock(key):
-                if newest(self.load_refresh_token(key), chain) is not chain:
+                held = self.load_refresh_token(key)
+                if newest(held, chain) is not chain:
                     return True  # a higher generation is already here
-                sealed = self.cipher.encrypt(json.dumps({"rt": chain.refresh_token, "gen": chain.generation}))
+                marked = republish and (held is None or held.republished)
+                sealed = self.cipher.encrypt(
+                    json.dumps({"rt": chain.refresh_token, "gen": chain.generation, "republished": marked})
+                )
                 self._write(f"{key}.chain", sealed)
         except (filelock.Timeout, OSError) as exc:
             warn_once(self.log, f"file-write:{self.directory}", "Cannot write the token cache in %s (%s)", self.directory, exc)

@@ -141,10 +141,11 @@ class TokenProvider:
         assert self._refresh_seed is not None
         mine = self._memory.load_refresh_token(self.key)
         found = self._shared.load_refresh_token(self.key) if self._shared is not None else None
-        if self._shared is not None and found is None:
-            # No chain in the shared cache: a first refresh, or the cache lost it (Redis restarted empty).
-            # The newest copy may be in another process's memory: each process republishes its own before
-            # it queues for this lock. Give them a moment, then spend the highest generation published.
+        if self._shared is not None and (found is None or found.republished):
+            # No chain stored by a rotation in the shared cache: a first refresh, or the cache lost it (Redis
+            # restarted empty) and holds at most copies given back since. The newest copy may still be in
+            # another process's memory: each process republishes its own before it queues for this lock.
+            # Give them a moment, then spend the highest generation published.
             self._publish(mine or RefreshChain(self._refresh_seed, 0))
             time.sleep(CHAIN_HEAL_SECONDS)
             found = self._shared.load_refresh_token(self.key)
@@ -176,7 +177,7 @@ class TokenProvider:
     def _publish(self, chain: RefreshChain | None) -> None:
         """Offer this process's copy of the chain to the shared cache (kept only over a lower generation)."""
         if chain is not None and self._shared is not None:
-            self._shared.store_refresh_token(self.key, chain)
+            self._shared.store_refresh_token(self.key, chain, republish=True)
 
     def _adopt_shared_chain(self) -> None:
         """Keep the shared cache's copy of the chain in memory too: if the cache loses it, this process

@@ -42,10 +42,14 @@ RECONNECT_PAUSE_SECONDS = 0.2
 #: Compare-and-delete, atomically: evict the entry only if it is still the one we read.
 _DELETE_IF_EQUAL = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 #: Keep a refresh token only over a lower generation (or none): an old copy never replaces a newer one.
+#: ARGV[4] = 1 for a copy given back (republished): an entry it creates is marked ``republished``; a
+#: rotation's result (ARGV[4] = 0) clears the mark.
 _STORE_IF_NEWER = """
 local held = redis.call('HGET', KEYS[1], 'gen')
 if held and tonumber(held) >= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'gen', ARGV[1], 'rt', ARGV[2])
+if ARGV[4] == '0' then redis.call('HDEL', KEYS[1], 'republished')
+elseif not held then redis.call('HSET', KEYS[1], 'republished', '1') end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """
@@ -141,9 +145,9 @@ class RedisTokenCache:
 
     def load_refresh_token(self, key: str) -> RefreshChain | None:
         try:
-            held = self.client.hmget(CHAIN_PREFIX + key, "gen", "rt")
+            held = self.client.hmget(CHAIN_PREFIX + key, "gen", "rt", "republished")
             if held[0] is not None and held[1] is not None:
-                return RefreshChain(self.cipher.decrypt(held[1]), int(held[0]))
+                return RefreshChain(self.cipher.decrypt(held[1]), int(held[0]), republished=held[2] is not None)
             legacy = self.client.get(LEGACY_REFRESH_PREFIX + key)
             return RefreshChain(self.cipher.decrypt(legacy), 1) if legacy is not None else None
         except self._redis_errors as exc:
@@ -152,10 +156,12 @@ class RedisTokenCache:
             warn_once(self.log, f"redis-refresh:{key}", "Redis refresh token entry of %s unreadable", key)
         return None
 
-    def store_refresh_token(self, key: str, chain: RefreshChain) -> bool:
+    def store_refresh_token(self, key: str, chain: RefreshChain, *, republish: bool = False) -> bool:
         try:
             sealed = self.cipher.encrypt(chain.refresh_token)
-            self.client.eval(_STORE_IF_NEWER, 1, CHAIN_PREFIX + key, chain.generation, sealed, REFRESH_TTL_MS)
+            self.client.eval(
+                _STORE_IF_NEWER, 1, CHAIN_PREFIX + key, chain.generation, sealed, REFRESH_TTL_MS, int(republish)
+            )
         except self._redis_errors as exc:
             self._down(exc)
             return False

@@ -76,8 +76,8 @@ class FlakyFileCache(FileTokenCache):
         super().__init__(directory, cipher)
         self.failing = False
 
-    def store_refresh_token(self, key: str, chain: RefreshChain) -> bool:
-        return False if self.failing else super().store_refresh_token(key, chain)
+    def store_refresh_token(self, key: str, chain: RefreshChain, *, republish: bool = False) -> bool:
+        return False if self.failing else super().store_refresh_token(key, chain, republish=republish)
 
 
 def provider(server: RotatingServer, shared: Any = None, memory: MemoryTokenCache | None = None) -> TokenProvider:
@@ -202,3 +202,29 @@ def test_test_on_a_memory_only_chain_checks_the_client_without_spending(monkeypa
     ok, message = hook.test_connection()
     assert ok and "not spent" in message and "Token cache" in message
     assert [b["refresh_token"] for b in sent] == [provider_module.PROBE_REFRESH_TOKEN]  # the seed stays unspent
+
+
+def test_after_the_cache_lost_the_chain_the_newest_copy_in_any_process_is_spent(
+    tmp_path: Path, cipher: TokenCipher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Process A last saw generation 1, process B made generation 2; then the shared cache loses
+    everything (a Redis restarted empty). A needs a token first and republishes its stale copy before it
+    queues for the lock; B republishes generation 2 a moment later. A must wait for the copies and spend
+    generation 2, not its own (spending its own is reuse: the server may revoke the whole grant)."""
+    monkeypatch.setattr(provider_module, "CHAIN_HEAL_SECONDS", 0.6)
+    server, shared = RotatingServer(), FileTokenCache(tmp_path, cipher)
+    memory_a, memory_b = MemoryTokenCache(), MemoryTokenCache()
+    a, b = provider(server, shared, memory_a), provider(server, shared, memory_b)
+    a.get_token()  # rt-0 spent: generation 1 in A's memory and the cache
+    b.get_token(force_refresh=True)  # rt-1 spent: generation 2 in B's memory and the cache
+    for memory in (memory_a, memory_b):
+        memory._tokens.clear()  # both access tokens are due
+    for entry in tmp_path.glob("chain.*"):
+        if entry.suffix in (".token", ".chain"):
+            entry.unlink()  # the cache lost everything
+    first = threading.Thread(target=a.get_token)
+    first.start()
+    time.sleep(0.15)
+    b.get_token()  # B republishes generation 2 before it queues, then takes A's fresh token
+    first.join()
+    assert server.spent == ["rt-0", "rt-1", "rt-2"] and server.reuse == 0
