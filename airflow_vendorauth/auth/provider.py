@@ -21,8 +21,9 @@ the next generation. The guarantees:
   is republished on this process's next token request;
 - the newest copy wins: copies are ordered by generation and written only over a lower one, and each
   refresh spends the highest generation it can find (memory or shared cache). When the shared cache has
-  lost the chain (a Redis restarted empty), every process republishes its copy before it waits for the
-  lock, and the lock holder waits :data:`CHAIN_HEAL_SECONDS` for them before it spends the highest;
+  lost the chain (a Redis restarted empty), every process gives its copy back (before it waits for the
+  lock, and every :data:`CHAIN_REPUBLISH_SECONDS` while it makes calls), and the lock holder waits
+  :data:`CHAIN_HEAL_SECONDS` for them before it spends the highest;
 - a chain that is truly lost (the server refuses the newest copy) says so and how to re-seed.
 """
 
@@ -49,8 +50,13 @@ from airflow_vendorauth.exceptions import TokenRequestError
 
 FAILURE_MEMORY_SECONDS = 30.0
 #: How long a refresher waits for the other processes to republish their copies of a chain the shared
-#: cache has lost (each one does before it queues for the lock), before it spends the highest generation.
-CHAIN_HEAL_SECONDS = 1.0
+#: cache has lost (each one does before it queues for the lock, and every CHAIN_REPUBLISH_SECONDS
+#: while it makes calls), before it spends the highest generation.
+CHAIN_HEAL_SECONDS = 1.5
+#: How often a process that holds a chain (and makes calls) offers its copy back to the shared cache, in
+#: a thread of its own: the process that rotated last holds a fresh token and would otherwise not touch
+#: the cache until its next refresh, however long the others wait for the newest copy.
+CHAIN_REPUBLISH_SECONDS = 0.5
 #: How long the next refresh token's write to the shared cache is retried (under the lock) before
 #: this process keeps it in memory only, and says so loudly.
 CHAIN_STORE_RETRY_SECONDS = 5.0
@@ -60,6 +66,8 @@ PROBE_REFRESH_TOKEN = "vendorauth-test-probe-not-a-refresh-token"
 
 _failures: dict[str, tuple[float, TokenRequestError]] = {}
 _failures_guard = threading.Lock()
+#: key -> when this process next offers its copy of the chain back to the shared cache.
+_republish_due: dict[str, float] = {}
 
 
 class TokenProvider:
@@ -179,6 +187,20 @@ class TokenProvider:
         if chain is not None and self._shared is not None:
             self._shared.store_refresh_token(self.key, chain, republish=True)
 
+    def _keep_chain_published(self) -> None:
+        """Every :data:`CHAIN_REPUBLISH_SECONDS` at most, offer this process's copy of the chain back to the
+        shared cache, off the caller's path (a no-op where the cache holds it or a newer one): a cache
+        that lost the chain gets the newest copy back from whoever holds it, before anyone spends."""
+        if not self.rotating or self._shared is None:
+            return
+        now = time.monotonic()
+        with _failures_guard:
+            if now < _republish_due.get(self.key, 0.0):
+                return
+            _republish_due[self.key] = now + CHAIN_REPUBLISH_SECONDS
+        if (chain := self._memory.load_refresh_token(self.key)) is not None:
+            threading.Thread(target=self._publish, args=(chain,), name="vendorauth-chain", daemon=True).start()
+
     def _adopt_shared_chain(self) -> None:
         """Keep the shared cache's copy of the chain in memory too: if the cache loses it, this process
         can give it back."""
@@ -290,6 +312,7 @@ class TokenProvider:
         time, whatever a cache holds, and shares the fresh token through the shared cache.
         """
         if not force_refresh and (token := self._usable(self._memory.get(self.key))) is not None:
+            self._keep_chain_published()
             return token
         with self._memory.lock(self.key):
             if force_refresh:
@@ -363,6 +386,7 @@ class TokenProvider:
         neither leaves a fetch half done nor lets a second one start; the next waiter gets its token.
         """
         if not force_refresh and (token := self._usable(self._memory.get(self.key))) is not None:
+            self._keep_chain_published()
             return token
         async with self._memory.aqueue(self.key):  # coroutines of this loop wait here without a thread each
             if not force_refresh and (token := self._usable(self._memory.get(self.key))) is not None:
@@ -379,3 +403,4 @@ def forget_remembered_failures() -> None:
     """Clear the memory of refused credentials (tests; a user who fixed the connection meanwhile)."""
     with _failures_guard:
         _failures.clear()
+        _republish_due.clear()
