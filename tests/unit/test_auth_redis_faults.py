@@ -185,3 +185,15 @@ def test_an_unreachable_redis_is_said_once_with_its_reason_never_as_a_lock_timeo
     assert len(said) == 1 and "cannot connect to nohost:6379" in said[0], said
     assert "lock" not in caplog.text and "stored in the redis cache" not in caplog.text
     assert caplog.text.count("not stored: the redis cache is unavailable") == 3
+
+
+def test_a_missing_redis_client_names_the_cache_field_and_the_extra(
+    cipher: TokenCipher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "redis", None)  # as if the redis extra was not installed
+    with pytest.raises(ImportError) as missing:
+        RedisTokenCache("redis://127.0.0.1:6379/0", cipher)
+    assert "cache:" in str(missing.value) and "airflow-vendorauth[redis]" in str(missing.value)
+    assert "token_cache" not in str(missing.value)
