@@ -39,6 +39,9 @@ REFRESH_TTL_MS = 90 * 24 * 3600 * 1000
 LOCK_LEASE_SECONDS = 10.0
 #: Between two attempts at the lock while Redis does not answer (a restart, a failover).
 RECONNECT_PAUSE_SECONDS = 0.2
+#: Attempts at the lock through errors (a timeout, BUSY) before a grant that may fetch anywhere does
+#: so; a Redis that refuses the connection outright is given up at once (and said once).
+OPTIONAL_LOCK_ATTEMPTS = 3
 #: Compare-and-delete, atomically: evict the entry only if it is still the one we read.
 _DELETE_IF_EQUAL = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 #: Keep a refresh token only over a lower generation (or none): an old copy never replaces a newer one.
@@ -91,6 +94,8 @@ class RedisTokenCache:
             ) from exc
         self._redis_errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._lost_errors: tuple[type[BaseException], ...] = (redis.exceptions.LockNotOwnedError,)
+        #: Connection refused or no such host (not a timeout): nobody is there to wait for.
+        self._refused: tuple[type[BaseException], ...] = (redis.ConnectionError,)
         credentials = {k: v for k, v in (("username", username), ("password", password)) if v}
         self.client: Any = redis.Redis.from_url(
             url,
@@ -186,20 +191,20 @@ class RedisTokenCache:
         lock = self.client.lock(f"{PREFIX}{key}:lock", timeout=self.lease_seconds, thread_local=False)
         deadline = time.monotonic() + wait_seconds
         failure: BaseException | None = None
-        acquired = False
+        acquired, attempts = False, 0
         while True:
             try:
                 acquired = lock.acquire(blocking_timeout=max(0.0, deadline - time.monotonic()))
                 failure = None
                 break
             except self._redis_errors as exc:
-                failure = exc
-                if not required:
-                    self._down(exc)  # said once; other grants fetch directly at once
+                failure, attempts = exc, attempts + 1
+                if not required and (isinstance(exc, self._refused) or attempts >= OPTIONAL_LOCK_ATTEMPTS):
+                    self._down(exc)  # said once; other grants fetch directly
                     break
                 if time.monotonic() + RECONNECT_PAUSE_SECONDS >= deadline:
                     break
-                time.sleep(RECONNECT_PAUSE_SECONDS)  # Redis restarting or failing over: try again
+                time.sleep(RECONNECT_PAUSE_SECONDS)  # a slow answer, BUSY, a restart, a failover: try again
         if not acquired:
             if required:
                 why = describe_redis_error(failure, self.address) if failure else "held by another process"
