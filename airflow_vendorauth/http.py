@@ -6,6 +6,14 @@
 (``Ocp-Apim-Subscription-Key``, ``x-api-caller-id``...), refreshed before expiry; a 401 drops that token,
 fetches a new one and resends the request once. The base URL still comes from the HTTP connection.
 
+Credentials stay at home: the token and the vendor's headers go only to the HTTP connection's own origin
+(scheme, host and port of the first request this auth signs: the connection's base URL). A request to
+another origin (an absolute URL) carries none of them; a redirect to another origin has them removed
+before it is followed (``requests`` itself strips only ``Authorization``); and a 401 from another origin
+is returned as is, never answered with a token. The 401 resend replays the body when it can (bytes, a
+string, a file it can rewind); a body it cannot replay (a generator) is not resent empty: the 401 comes
+back with a reason that says why.
+
 Only the ``requests`` path of the HTTP provider takes it: the deferrable ``HttpOperator`` and
 ``HttpAsyncHook`` build an aiohttp ``BasicAuth`` from the connection's login and password, which a bearer
 token cannot be; use ``VendorApiOperator`` (deferrable paging is its job) or ``VendorApiSensor`` there.
@@ -13,10 +21,35 @@ token cannot be; use ``VendorApiOperator`` (deferrable paging is its job) or ``V
 
 from __future__ import annotations
 
+import logging
 from typing import Any, ClassVar
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.auth import AuthBase
+from requests.exceptions import UnrewindableBodyError
+from requests.utils import rewind_body
+
+log = logging.getLogger(__name__)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str | None) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, the default port made explicit: what "the same origin" compares."""
+    parts = urlsplit(url or "")
+    scheme = parts.scheme.lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or _DEFAULT_PORTS.get(scheme)
+
+
+def _replayable(request: requests.PreparedRequest) -> bool:
+    """Whether the body can be sent again: none, bytes, a string, or a file rewound to where it began."""
+    if request.body is None or isinstance(request.body, (bytes, str)):
+        return True
+    try:
+        rewind_body(request)
+    except UnrewindableBodyError:
+        return False
+    return True
 
 
 class VendorTokenAuth(AuthBase):
@@ -28,6 +61,8 @@ class VendorTokenAuth(AuthBase):
         # HttpHook passes the HTTP connection's login and password: the vendor connection has the
         # credentials, read on the first request (never at DAG parse time).
         self._vendor_hook: Any = None
+        #: The origin the token may go to: the first request's (the HTTP connection's base URL).
+        self._home: tuple[str, str, int | None] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.conn_id!r})"
@@ -43,6 +78,12 @@ class VendorTokenAuth(AuthBase):
             self._vendor_hook = hook_for_connection(self.conn_id)
         return self._vendor_hook
 
+    def _at_home(self, url: str | None) -> bool:
+        return self._home is not None and origin_of(url) == self._home
+
+    def _our_headers(self) -> list[str]:
+        return ["Authorization", *self._hook.client.api_headers]
+
     def _authorise(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         token = self._hook.get_token()
         request.headers.update(self._hook.client.api_headers)
@@ -50,16 +91,36 @@ class VendorTokenAuth(AuthBase):
         return request
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.register_hook("response", self._refresh_once_on_401)
+        if self._home is None:
+            self._home = origin_of(request.url)
+        if not self._at_home(request.url):
+            return request  # another origin: no token, no vendor header, no 401 handling
+        request.register_hook("response", self._guard_response)
         return self._authorise(request)
 
-    def _refresh_once_on_401(self, response: requests.Response, **send_options: Any) -> requests.Response:
+    def _guard_response(self, response: requests.Response, **send_options: Any) -> requests.Response:
         sent = response.request
+        if not self._at_home(sent.url):
+            return response  # a redirect took the request elsewhere: its 401 is returned as is
+        if response.is_redirect and not self._at_home(urljoin(sent.url or "", response.headers["location"])):
+            # requests copies this request's headers into the redirected one and strips only Authorization:
+            # remove every header of ours before it is followed to another origin.
+            for name in self._our_headers():
+                sent.headers.pop(name, None)
+            return response
         if response.status_code != 401 or getattr(sent, "_vendorauth_resent", False):
             return response
         refused = str(sent.headers.get("Authorization", "")).removeprefix("Bearer ")
         self._hook.client.provider.forget(refused)
         response.content  # noqa: B018 - read the body so the connection can be reused
+        if not _replayable(sent):
+            response.reason = (
+                f"{response.reason or 'Unauthorized'} (not resent with a new token of connection "
+                f"{self.conn_id!r}: the request body was a stream that cannot be read twice; send bytes or a "
+                "file object that can seek instead, or call again: the next request gets the new token)"
+            )
+            log.warning("HTTP 401 from %s: %s", sent.url, response.reason)
+            return response
         response.close()
         again = self._authorise(sent.copy())
         again._vendorauth_resent = True  # type: ignore[attr-defined]

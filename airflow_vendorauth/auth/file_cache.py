@@ -12,6 +12,7 @@ once and degrades to "no cache"; it never fails a task.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import tempfile
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import filelock
 
+from airflow_vendorauth.auth.cache import CacheLockUnavailable, RefreshChain, newest
 from airflow_vendorauth.auth.cipher import CacheEntryUnreadable, TokenCipher
 from airflow_vendorauth.auth.token import AccessToken
 from airflow_vendorauth.auth.warn_once import warn_once
@@ -88,9 +90,10 @@ class FileTokenCache:
         """Held only for a write or a compare-and-delete of one entry (never across a fetch)."""
         return filelock.FileLock(str(self.directory / f"{key}.entry.lock"), timeout=ENTRY_LOCK_SECONDS, mode=0o600)
 
-    def store(self, key: str, token: AccessToken) -> None:
+    def store(self, key: str, token: AccessToken) -> bool:
+        """Share ``token``; False when it was not written (said once)."""
         if not self._prepare():
-            return
+            return False
         blob = self.cipher.seal_token(token)
         try:
             with self._entry_lock(key):
@@ -103,6 +106,8 @@ class FileTokenCache:
                 self.directory,
                 exc,
             )
+            return False
+        return True
 
     def _write(self, name: str, blob: bytes) -> None:
         """Atomically: a reader sees the old entry or the new one, never half of one."""
@@ -116,25 +121,42 @@ class FileTokenCache:
                 os.unlink(temp)
             raise
 
-    def load_refresh_token(self, key: str) -> str | None:
+    def load_refresh_token(self, key: str) -> RefreshChain | None:
         if not self._prepare():
             return None
         try:
-            return self.cipher.decrypt(self.directory.joinpath(f"{key}.refresh").read_bytes())
+            data = json.loads(self.cipher.decrypt(self.directory.joinpath(f"{key}.chain").read_bytes()))
+            return RefreshChain(str(data["rt"]), int(data["gen"]), republished=bool(data.get("republished")))
+        except FileNotFoundError:
+            pass
+        except (OSError, CacheEntryUnreadable, ValueError, KeyError, TypeError) as exc:
+            warn_once(self.log, f"file-refresh:{key}", "Refresh token entry of %s unreadable (%s)", key, type(exc).__name__)
+            return None
+        try:  # written before refresh tokens had generations: newer than any seed
+            return RefreshChain(self.cipher.decrypt(self.directory.joinpath(f"{key}.refresh").read_bytes()), 1)
         except FileNotFoundError:
             return None
         except (OSError, CacheEntryUnreadable) as exc:
             warn_once(self.log, f"file-refresh:{key}", "Refresh token entry of %s unreadable (%s)", key, type(exc).__name__)
             return None
 
-    def store_refresh_token(self, key: str, refresh_token: str) -> None:
+    def store_refresh_token(self, key: str, chain: RefreshChain, *, republish: bool = False) -> bool:
         if not self._prepare():
-            return
+            return False
         try:
             with self._entry_lock(key):
-                self._write(f"{key}.refresh", self.cipher.encrypt(refresh_token))
+                held = self.load_refresh_token(key)
+                if newest(held, chain) is not chain:
+                    return True  # a higher generation is already here
+                marked = republish and (held is None or held.republished)
+                sealed = self.cipher.encrypt(
+                    json.dumps({"rt": chain.refresh_token, "gen": chain.generation, "republished": marked})
+                )
+                self._write(f"{key}.chain", sealed)
         except (filelock.Timeout, OSError) as exc:
             warn_once(self.log, f"file-write:{self.directory}", "Cannot write the token cache in %s (%s)", self.directory, exc)
+            return False
+        return True
 
     def evict(self, key: str, access_token: str) -> None:
         if not self._prepare():
@@ -148,14 +170,21 @@ class FileTokenCache:
             pass  # the entry stays; the token it holds will get its own 401 and be evicted then
 
     @contextlib.contextmanager
-    def fetch_lock(self, key: str, wait_seconds: float) -> Iterator[None]:
+    def fetch_lock(self, key: str, wait_seconds: float, *, required: bool = False) -> Iterator[None]:
         if not self._prepare():
+            if required:
+                raise CacheLockUnavailable(f"the token cache directory {self.directory} is unusable")
             yield
             return
         lock = filelock.FileLock(str(self.directory / f"{key}.lock"), timeout=wait_seconds, mode=0o600)
         try:
             lock.acquire()
         except (filelock.Timeout, OSError) as exc:
+            if required:
+                raise CacheLockUnavailable(
+                    f"the file token cache lock in {self.directory} was not obtained in {wait_seconds:.0f} s "
+                    f"({type(exc).__name__})"
+                ) from None
             warn_once(
                 self.log,
                 f"file-lock:{key}",

@@ -77,6 +77,7 @@ class VendorHook(BaseHook):
         self._transports = (transport, async_transport)
         self._settings: ConnectionSettings | None = None
         self._client: ApiClient | None = None
+        self._redis_connection: Any = None  # the connection ``cache: redis_conn_id:<id>`` names
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.conn_id!r})"
@@ -113,7 +114,32 @@ class VendorHook(BaseHook):
 
     async def asettings(self) -> ConnectionSettings:
         """The async twin of :attr:`settings`: triggers must read connections with the async API."""
-        return self._settings or self.use_connection(await read_connection(self.conn_id))
+        settings = self._settings or self.use_connection(await read_connection(self.conn_id))
+        if (redis_conn_id := settings.token_cache.redis_conn_id) and self._redis_connection is None:
+            try:
+                self._redis_connection = await read_connection(redis_conn_id)
+            except Exception:  # noqa: BLE001 - Airflow raises its own not-found exception
+                raise self._unreadable_redis_connection(redis_conn_id) from None
+        return settings
+
+    def _redis_connection_of(self, settings: ConnectionSettings) -> Any:
+        """The Airflow connection ``cache: redis_conn_id:<id>`` names (read once per hook)."""
+        if (redis_conn_id := settings.token_cache.redis_conn_id) and self._redis_connection is None:
+            try:
+                self._redis_connection = self.get_connection(redis_conn_id)
+            except Exception:  # noqa: BLE001 - Airflow raises its own not-found exception
+                raise self._unreadable_redis_connection(redis_conn_id) from None
+        return self._redis_connection
+
+    def _unreadable_redis_connection(self, redis_conn_id: str) -> ConnectionConfigError:
+        return ConnectionConfigError(
+            self.conn_id,
+            "cache",
+            f"names the Airflow connection {redis_conn_id!r}, which cannot be read",
+            f"create a connection {redis_conn_id!r} of type redis (host, port, password; extra db, ssl), or "
+            "correct the id after redis_conn_id:",
+            label="Token cache",
+        )
 
     # ---- wiring: token provider and API client --------------------------------------------------------
 
@@ -143,7 +169,9 @@ class VendorHook(BaseHook):
             provider = TokenProvider(
                 endpoint,
                 key=key,
-                shared=shared_cache_for(s.token_cache, logger=self.log),  # type: ignore[arg-type]
+                shared=shared_cache_for(  # type: ignore[arg-type]
+                    s.token_cache, logger=self.log, redis_connection=self._redis_connection_of(s)  # type: ignore[arg-type]
+                ),
                 refresh_seed=profile.refresh_seed(s),
                 on_new_token=lambda token: mask(token.access_token),
                 logger=self.log,  # type: ignore[arg-type]
@@ -244,8 +272,23 @@ class VendorHook(BaseHook):
     # ---- the UI's Test button ---------------------------------------------------------------------------
 
     def test_connection(self) -> tuple[bool, str]:
-        """Prove the credential at the token endpoint (never a cache): its lifetime, or the vendor's reason."""
+        """Prove the credential at the token endpoint (never a cache): its lifetime, or the vendor's reason.
+
+        A rotating refresh token is never spent where the workers could not see the next one: with a
+        shared cache (file, Redis) Test refreshes under the cache's lock and stores the next token there,
+        as a worker would; with ``cache: memory`` (the api-server's memory is no worker's) it checks the
+        token endpoint and the client credentials with a refresh token that cannot exist, and says that
+        the refresh token itself was not spent.
+        """
         try:
+            provider = self.client.provider
+            if provider.rotating and provider.shared is None:
+                checked = provider.check_refresh_client()
+                return True, (
+                    f"{self.profile.display_name}: {checked}. The refresh token was not spent: with Token cache "
+                    "memory the next one would stay in this process, out of the workers' reach. Set Token cache "
+                    "to Redis (or file) to have Test refresh it under the workers' lock"
+                )
             token = self.get_token(force_refresh=True)
         except VendorAuthError as error:
             self.log.info("Test of connection %r failed: %s", self.conn_id, error)

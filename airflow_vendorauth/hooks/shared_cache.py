@@ -6,6 +6,10 @@ This is where ``auth/`` (which never imports Airflow) meets Airflow's settings: 
 
 Without a Fernet key nothing is written to a file or to Redis (a token never rests in clear): the
 connection then behaves as ``token_cache=memory``, and a warning says so once.
+
+Redis credentials: ``cache: redis_conn_id:<id>`` reads host, port, login, password and the extras ``db``
+and ``ssl`` from an Airflow connection (the Redis type users already have), whose password is a secret
+field; a password written inside a Redis URL is registered with the secrets masker all the same.
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from typing import Any
 
 from airflow_vendorauth.auth.cache import SharedTokenCache
 from airflow_vendorauth.auth.cipher import cipher_from_keys
 from airflow_vendorauth.auth.file_cache import FileTokenCache
 from airflow_vendorauth.auth.warn_once import warn_once
 from airflow_vendorauth.compat import conf
+from airflow_vendorauth.hooks.masking import mask
 from airflow_vendorauth.vendors.settings import TokenCacheSetting
 
-_caches: dict[tuple[str, str, str], SharedTokenCache] = {}
+_caches: dict[tuple[str, ...], SharedTokenCache] = {}
 _guard = threading.Lock()
 
 
@@ -31,9 +37,21 @@ def token_cache_dir() -> str:
     return (configured or "{AIRFLOW_HOME}/vendorauth/token-cache").replace("{AIRFLOW_HOME}", home)
 
 
-def shared_cache_for(setting: TokenCacheSetting, *, logger: logging.Logger | None = None) -> SharedTokenCache | None:
+def redis_address(connection: Any) -> tuple[str, str | None, str | None]:
+    """A Redis URL without credentials, the username and the password, from an Airflow connection of
+    type redis (the fields Airflow's Redis provider reads: host, port, login, password, extra db, ssl)."""
+    extra = connection.extra_dejson if hasattr(connection, "extra_dejson") else {}
+    ssl = str(extra.get("ssl", "")).lower() in ("true", "1", "yes")
+    url = f"{'rediss' if ssl else 'redis'}://{connection.host or '127.0.0.1'}:{connection.port or 6379}/{int(extra.get('db', 0) or 0)}"
+    return url, connection.login or None, connection.password or None
+
+
+def shared_cache_for(
+    setting: TokenCacheSetting, *, logger: logging.Logger | None = None, redis_connection: Any = None
+) -> SharedTokenCache | None:
     """The connection's FileTokenCache or RedisTokenCache (one per setting per process); None for
-    ``memory``, and None without a Fernet key (tokens never rest in clear)."""
+    ``memory``, and None without a Fernet key (tokens never rest in clear). ``redis_connection``: the
+    Airflow connection ``cache: redis_conn_id:<id>`` names (read by the hook)."""
     if setting.kind == "memory":
         return None
     fernet_key = conf.get("core", "fernet_key", fallback=None) or ""
@@ -48,15 +66,24 @@ def shared_cache_for(setting: TokenCacheSetting, *, logger: logging.Logger | Non
         )
         return None
     directory = token_cache_dir() if setting.kind == "file" else ""
-    key = (setting.url or setting.kind, directory, fernet_key)
+    url, username, password = setting.url or "", None, setting.url_password
+    if setting.redis_conn_id is not None and redis_connection is not None:
+        url, username, password = redis_address(redis_connection)
+    if password:
+        mask(password)  # in a URL or a connection: never in a log line
+    key = (setting.url or str(setting), url, username or "", password or "", directory, fernet_key)
     with _guard:
         if key not in _caches:
-            if setting.url is None:
+            if setting.kind == "file":
                 _caches[key] = FileTokenCache(directory, cipher, logger=logger)
             else:  # redis is an optional extra: imported only by those who ask for it
                 from airflow_vendorauth.auth.redis_cache import RedisTokenCache
 
-                _caches[key] = RedisTokenCache(setting.url, cipher, logger=logger)
+                _caches[key] = (
+                    RedisTokenCache(url, cipher, username=username, password=password, logger=logger)
+                    if setting.redis_conn_id
+                    else RedisTokenCache(url, cipher, logger=logger)  # the URL carries its own credentials
+                )
         return _caches[key]
 
 

@@ -32,28 +32,48 @@ class RawConnection:
         return f"RawConnection(conn_id={self.conn_id!r}, conn_type={self.conn_type!r}, host={self.host!r})"
 
 
+#: ``cache: redis_conn_id:<id>``: the Redis of an Airflow connection (its password stays a secret field).
+REDIS_CONN_PREFIX = "redis_conn_id:"
+
+
 @dataclass(frozen=True)
 class TokenCacheSetting:
-    """Where a connection's tokens are shared, parsed once: ``memory``, ``file`` or a Redis URL."""
+    """Where a connection's tokens are shared, parsed once: ``memory``, ``file``, a Redis URL, or
+    ``redis_conn_id:<id>`` (an Airflow connection of type redis: host, port, login, password, extra
+    ``db`` and ``ssl``), which keeps the Redis password out of the plain ``cache`` field."""
 
     kind: Literal["memory", "file", "redis"]
     url: str | None = None
+    redis_conn_id: str | None = None
 
     @classmethod
     def parse(cls, value: str, fail: Callable[..., ConnectionConfigError]) -> TokenCacheSetting:
         if value in ("memory", "file"):
             return cls(value)  # type: ignore[arg-type]
+        if value.startswith(REDIS_CONN_PREFIX):
+            conn_id = value.removeprefix(REDIS_CONN_PREFIX).strip()
+            if conn_id:
+                return cls("redis", redis_conn_id=conn_id)
+            raise fail("cache", f"is {value!r}, with no connection id", "write e.g. redis_conn_id:redis_default")
         parts = urlsplit(value)
         if parts.scheme in ("redis", "rediss") and parts.hostname:
             return cls("redis", value)
         raise fail(
             "cache",
             f"is {value!r}",
-            "use memory, file, or a Redis URL such as redis://127.0.0.1:6379/0 (rediss:// for TLS)",
+            "use memory, file, redis_conn_id:<an Airflow Redis connection> (keeps the password secret), or a "
+            "Redis URL such as redis://127.0.0.1:6379/0 (rediss:// for TLS)",
         )
+
+    @property
+    def url_password(self) -> str | None:
+        """The password written inside a Redis URL (to register with the secrets masker), if any."""
+        return urlsplit(self.url).password if self.url else None
 
     def __str__(self) -> str:
         """As the user wrote it, minus any password in a Redis URL: safe to log."""
+        if self.redis_conn_id is not None:
+            return f"{REDIS_CONN_PREFIX}{self.redis_conn_id}"
         if self.url is None:
             return self.kind
         parts = urlsplit(self.url)

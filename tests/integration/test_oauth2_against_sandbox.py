@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from airflow_vendorauth.exceptions import TokenRequestError
 from airflow_vendorauth.hooks.kazi import KaziHook
 from airflow_vendorauth.hooks.keyavi import KeyaviHook
 from airflow_vendorauth.hooks.oauth2 import OAuth2Hook
@@ -92,15 +93,21 @@ def test_refusals_fail_test_with_the_servers_reason_before_any_retry(
         from airflow_vendorauth.sandbox.process_state import forget_process_state
 
         forget_process_state()  # a fresh process, which only knows the seed
+        ok, message = OAuth2Hook().test_connection()  # cache: memory: Test checks without spending
+        assert ok and "not spent" in message, message
+        assert vendor_sandbox.stats()["oauth2"].get("refresh_reuse", 0) == 0
+        with pytest.raises(TokenRequestError) as refused:  # a task would spend it: refused, re-seed
+            OAuth2Hook().get_token()
+        message = str(refused.value)
+        assert says in message and "spent by another process or revoked" in message and "Fix:" in message
+        assert vendor_sandbox.stats()["oauth2"]["refresh_reuse"] == 1
+        return
     before = vendor_sandbox.token_requests("oauth2")
     ok, message = OAuth2Hook().test_connection()
     assert ok is False
     assert says in message, message
     assert "Fix:" in message and "oauth2_default" not in message
     assert vendor_sandbox.token_requests("oauth2") == before + 1  # refused once, never retried
-    if case == "spent refresh token":
-        assert "spent by another process or revoked" in message
-        assert vendor_sandbox.stats()["oauth2"]["refresh_reuse"] == 1
 
 
 def test_insufficient_scope_is_reported_with_the_scope_needed(

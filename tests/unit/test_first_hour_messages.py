@@ -15,5 +15,5 @@ def test_a_missing_redis_client_names_the_cache_extra_and_a_clone_install(monkey
     with pytest.raises(ImportError) as caught:
         RedisTokenCache("redis://127.0.0.1:6379/13", cipher=None)  # type: ignore[arg-type]
     message = str(caught.value)
-    assert "cache: redis://" in message and "token_cache" not in message
+    assert "cache: a Redis URL" in message and "token_cache" not in message
     assert "pip install '.[redis]'" in message
