@@ -41,8 +41,11 @@ class VendorApiOperator(BaseOperator):
     :param max_pages: stop after this many pages. ``max_records``: after this many records.
     :param output_path: local path or object-storage URL (``s3://...``) of a JSON Lines file, templated
         (``/data/{{ ds }}/jobs.jsonl``). Records stream there page by page and XCom gets
-        ``{"path", "records", "pages"}``; the output is declared as an Asset. Without it, XCom gets the
-        records, and more than ``max_xcom_records`` are refused.
+        ``{"path", "records", "pages", "expected_records"}``; the output is declared as an Asset. Without
+        it, XCom gets the records, and more than ``max_xcom_records`` are refused.
+    :param fail_on_shortfall: when the API announced a total and the pages held fewer records, fail the
+        task naming both numbers (the default: loading 250 of 500 records silently is worse than a failed
+        task); False logs a warning and keeps the records. More records than announced only warn.
     :param progress_every: log a progress line every this many pages.
     :param concurrency: ``"auto"`` (the default): where the API announces a total (page numbers or
         offsets), pages are fetched ahead, as many at once as keeps paying (slow start, then one more at a
@@ -72,6 +75,7 @@ class VendorApiOperator(BaseOperator):
         progress_every: int = 10,
         max_xcom_records: int = DEFAULT_MAX_XCOM_RECORDS,
         concurrency: int | Literal["auto"] = "auto",
+        fail_on_shortfall: bool = True,
         **kwargs: Any,
     ) -> None:
         if "output" in kwargs:
@@ -98,6 +102,7 @@ class VendorApiOperator(BaseOperator):
         self.progress_every = progress_every
         self.max_xcom_records = max_xcom_records
         self.concurrency = concurrency
+        self.fail_on_shortfall = fail_on_shortfall
         if paginate and self.method != "GET":
             raise ValueError(f"{self.task_id}: pages are fetched with GET; use paginate=False for {self.method}")
 
@@ -125,6 +130,7 @@ class VendorApiOperator(BaseOperator):
                     checkpoint_key=self.checkpoint_key,
                     options=self._paging_options(),
                     progress_every=self.progress_every,
+                    fail_on_shortfall=self.fail_on_shortfall,
                 )
                 self._record_asset_event(context, result)
                 return result
