@@ -4,9 +4,9 @@ EDGE_CONN (connection id), EDGE_ENDPOINT, EDGE_PAGINATION (a JSON pagination des
 ``oauth2`` type's extra takes it; empty: the connection's default), EDGE_CONCURRENCY ("auto" or a
 number), EDGE_OUTPUT (a local path or an object-storage URL, ``memory://...``), EDGE_FAIL_ON_SHORTFALL
 ("0" to accept a shortfall), EDGE_RETRIES, EDGE_LOSE_PARTIAL ("1": before a retry, the first try's
-partial output disappears, as on another machine). ``apaginate_in_flight`` pages EDGE_ENDPOINT with
-``apaginate(concurrency=EDGE_CONCURRENCY)`` and returns the number of records (the sandbox counts the
-requests in flight).
+partial output disappears, as on another machine). With EDGE_ASYNC="1", a second task,
+``apaginate_in_flight``, pages EDGE_ENDPOINT with ``apaginate(concurrency=EDGE_CONCURRENCY)`` and returns
+the number of records (the sandbox counts the requests in flight).
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ def paging_edges() -> None:
 
         return asyncio.run(count())
 
-    apaginate_in_flight()
+    if os.environ.get("EDGE_ASYNC") == "1":
+        apaginate_in_flight()
 
 
 paging_edges()

@@ -39,7 +39,8 @@ def run_edges(
     sandbox.configure(sizes={dataset: RECORDS})
     settings = {"EDGE_CONN": conn, "EDGE_ENDPOINT": endpoint, "EDGE_OUTPUT": output}
     settings |= {k: json.dumps(v) if isinstance(v, dict) else str(v) for k, v in env.items()}
-    monkeypatch.setenv("EDGE_PAGINATION", "")
+    for name in ("EDGE_PAGINATION", "EDGE_ASYNC", "EDGE_LOSE_PARTIAL", "EDGE_RETRIES", "EDGE_CONCURRENCY"):
+        monkeypatch.delenv(name, raising=False)
     dag = load_test_dag("paging_edges", monkeypatch, **settings)
     run = dag.test(logical_date=pendulum.now("UTC"))
     return run, [ti for ti in run.get_task_instances() if ti.task_id == "scan"]
@@ -149,7 +150,9 @@ def test_case_5_concurrency_n_holds_at_most_n_requests_in_flight_async_too(
     vendor_sandbox.add_fault(vendor=vendor, route="/*", latency_ms=30)
     pagination = {"EDGE_PAGINATION": OAUTH2_PAGES} if target is OAUTH2 else {}
     vendor_sandbox.configure(paging={vendor: {"page_cap": 20}})  # 25 pages: room to fill a window
-    run, _ = run_edges(monkeypatch, vendor_sandbox, target, str(tmp_path / "x.jsonl"), EDGE_CONCURRENCY=4, **pagination)
+    run, _ = run_edges(
+        monkeypatch, vendor_sandbox, target, str(tmp_path / "x.jsonl"), EDGE_CONCURRENCY=4, EDGE_ASYNC=1, **pagination
+    )
     assert run.state == "success"
     (ti,) = [ti for ti in run.get_task_instances() if ti.task_id == "apaginate_in_flight"]
     assert ti.xcom_pull(task_ids="apaginate_in_flight") == RECORDS
