@@ -164,18 +164,21 @@ class VendorApiOperator(BaseOperator):
         )
 
     def _records_for_xcom(self, hook: Any) -> list[Any]:
-        from airflow_vendorauth.operators.streaming import collect_for_xcom
+        from airflow_vendorauth.operators.streaming import check_total, collect_for_xcom
 
-        pages = 0
+        pages, total = 0, None
+        options = self._paging_options()
 
         def records() -> Iterator[Any]:
-            nonlocal pages
-            for batch in hook.page_batches(self.endpoint, self._paging_options()):
+            nonlocal pages, total
+            for batch in hook.page_batches(self.endpoint, options):
                 pages += 1
+                total = batch.total if batch.total is not None else total
                 yield from batch.records
 
         collected = collect_for_xcom(records(), self.max_xcom_records, f"{self.task_id}: {self.endpoint}")
         self.log.info("%s: %d pages, %d records returned to XCom", self.endpoint, pages, len(collected))
+        check_total(hook, self.endpoint, len(collected), total, options, pages, self.log, self.fail_on_shortfall)  # type: ignore[arg-type]
         return collected
 
     def _record_asset_event(self, context: Context, result: dict[str, Any]) -> None:

@@ -107,18 +107,13 @@ def stream_to_jsonl(
             sink.partial,
         )
         raise
-    shortfall = _compare_with_total(sink.records, total, options, sink.pages, endpoint, log)
-    if shortfall is not None:
-        log.warning("%s: %s", endpoint, shortfall)
-        if fail_on_shortfall:
-            sink.abort()
-            if store is not None:
-                store.delete(checkpoint_key)  # a retry starts over: the API may have settled
-            raise PaginationError(
-                f"{hook.profile.display_name} {endpoint} (connection {hook.conn_id!r}): {shortfall}. The records "
-                f"are kept in {sink.partial}, not given the final name. If the API's total is known to be "
-                "unreliable, set fail_on_shortfall=False to accept the records with a warning."
-            )
+    try:
+        check_total(hook, endpoint, sink.records, total, options, sink.pages, log, fail_on_shortfall, sink.partial)
+    except PaginationError:
+        sink.abort()
+        if store is not None:
+            store.delete(checkpoint_key)  # a retry starts over: the API may have settled
+        raise
     path = sink.finish()
     if store is not None:
         store.delete(checkpoint_key)
@@ -135,6 +130,31 @@ def _saved_checkpoint(store: Any, key: str, output: str, log: logging.Logger) ->
     except ValueError as exc:
         log.warning("Ignoring the saved checkpoint of %s (%s): starting over", output, exc)
         return None
+
+
+def check_total(
+    hook: VendorHook,
+    endpoint: str,
+    records: int,
+    total: int | None,
+    options: PagingOptions,
+    pages: int,
+    log: logging.Logger,
+    fail_on_shortfall: bool,
+    kept_in: str | None = None,
+) -> None:
+    """Say when the records fall short of the announced total (both numbers in the log), and with
+    ``fail_on_shortfall`` raise a PaginationError naming the connection, the numbers and the fix."""
+    shortfall = _compare_with_total(records, total, options, pages, endpoint, log)
+    if shortfall is None:
+        return
+    log.warning("%s: %s", endpoint, shortfall)
+    if fail_on_shortfall:
+        kept = f" The records are kept in {kept_in}, not given the final name." if kept_in else ""
+        raise PaginationError(
+            f"{hook.profile.display_name} {endpoint} (connection {hook.conn_id!r}): {shortfall}.{kept} If the "
+            "API's total is known to be unreliable, set fail_on_shortfall=False to accept the records with a warning."
+        )
 
 
 def _compare_with_total(

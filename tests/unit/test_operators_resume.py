@@ -258,3 +258,19 @@ def test_a_scan_short_of_the_announced_total_fails_or_warns_with_both_numbers(
         assert summary["records"] == 480 and summary["expected_records"] == 500
         assert "announced 500 records but the pages held 480" in caplog.text
         assert len(lines(Path(out).read_text())) == 480
+
+
+def test_records_for_xcom_are_checked_against_the_announced_total_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_vendorauth.operators.api import VendorApiOperator
+
+    set_connection(monkeypatch, "clazar")
+    hook = hook_for("clazar", transport=httpx.MockTransport(PagedApi(480, cap=10, announced=500)))
+    monkeypatch.setattr("airflow_vendorauth.hooks.base.hook_for_connection", lambda conn_id: hook)
+
+    def operator(**kwargs: Any) -> VendorApiOperator:
+        pagination = PageNumberPagination(page_size=20, records_path="items", total_path="total")
+        return VendorApiOperator(task_id="t", conn_id="clazar", endpoint="/items", pagination=pagination, **kwargs)
+
+    with pytest.raises(PaginationError, match="announced 500 records but the pages held 480"):
+        operator().execute({})  # type: ignore[arg-type]
+    assert len(operator(fail_on_shortfall=False).execute({})) == 480  # type: ignore[arg-type]
