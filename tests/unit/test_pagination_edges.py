@@ -177,3 +177,29 @@ def test_a_next_link_resolves_against_the_url_of_the_page_that_carried_it(link: 
     scan = page_batches(fetch, NextLinkPagination(next_path="next", records_path="items"), PagingOptions(), "t")
     assert [r for b in scan for r in b.records] == [1, 2]
     assert seen == ["https://host/api/items", resolved]
+
+
+@pytest.mark.parametrize(
+    ("link", "host", "credentials"),
+    [
+        ("/v2/items?p=2", "api.kazi.example", True),  # root-relative: the API's origin, the API's credentials
+        ("https://elsewhere.example/items?p=2", "elsewhere.example", False),  # another origin: none of them
+    ],
+)
+def test_a_next_link_gets_credentials_only_on_the_apis_origin(
+    monkeypatch: pytest.MonkeyPatch, link: str, host: str, credentials: bool
+) -> None:
+    from tests.unit.fakes import FakeVendor, hook_for, set_connection
+
+    set_connection(monkeypatch, "kazi")
+    fake = FakeVendor("kazi")
+    fake.api = lambda request: httpx.Response(
+        200, json={"items": [request.url.params.get("p", "1")], "next": link if "p" not in request.url.params else None}
+    )
+    with hook_for("kazi", transport=fake.transport()) as hook:
+        strategy = NextLinkPagination(next_path="next", records_path="items")
+        assert list(hook.paginate("/v1/items", pagination=strategy)) == ["1", "2"]
+    second = fake.api_requests[-1]
+    assert second.url.host == host
+    for header in ("Authorization", "Ocp-Apim-Subscription-Key"):
+        assert (header in second.headers) is credentials
