@@ -33,7 +33,7 @@ VENV_LOWEST         ?= .venv-airflow-$(AIRFLOW_LOWEST)
 test-lowest: $(STAMP)
 	$(VENV)/bin/uv venv -q --allow-existing -p $(PYTHON) $(VENV_LOWEST)
 	$(VENV)/bin/uv pip install -q --python $(VENV_LOWEST)/bin/python --exclude-newer $(AIRFLOW_LOWEST_DATE) \
-		"apache-airflow==$(AIRFLOW_LOWEST)" -e ".[sandbox,redis,openlineage]" pytest pytest-asyncio respx time-machine \
+		"apache-airflow==$(AIRFLOW_LOWEST)" -e ".[sandbox,redis,openlineage]" pytest pytest-asyncio respx time-machine hypothesis \
 		apache-airflow-providers-http
 	$(VENV_LOWEST)/bin/python -c "import airflow; print('Airflow', airflow.__version__)"
 	$(VENV_LOWEST)/bin/python -m pytest -q -rs -p no:cacheprovider tests/unit tests/integration/test_example_dags.py

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -31,11 +31,6 @@ from airflow_vendorauth.retry import Outcome, RetryPolicy, arun_call, call_flow,
 from airflow_vendorauth.vendors.profile import ConnectionSettings
 
 USER_AGENT = "airflow-vendorauth"
-
-
-@asynccontextmanager
-async def _no_agate() -> AsyncIterator[None]:
-    yield
 
 
 class ApiClient:
@@ -243,13 +238,11 @@ class ApiClient:
     async def apage_batches(self, endpoint: str, options: PagingOptions) -> AsyncIterator[PageBatch]:
         """The async twin of :meth:`page_batches`."""
 
-        window, _ = window_for(options, self.max_concurrency)
-        gate = window.agate if isinstance(window, AdaptiveConcurrency) else _no_agate
+        window, _ = window_for(options, self.max_concurrency)  # the driver holds its gate around each fetch
 
         async def fetch(page: PageRequest) -> httpx.Response:
             params = None if page.url else page.params
-            async with gate():
-                return await self.arequest("GET", page.url or endpoint, params=params, headers=options.headers)
+            return await self.arequest("GET", page.url or endpoint, params=params, headers=options.headers)
 
         with self._listening(window):
             async for batch in apage_batches(fetch, self._strategy(options), options, self._where(endpoint), window):

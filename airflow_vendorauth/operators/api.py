@@ -43,8 +43,11 @@ class VendorApiOperator(OpenLineageMethods, BaseOperator):
     :param max_pages: stop after this many pages. ``max_records``: after this many records.
     :param output_path: local path or object-storage URL (``s3://...``) of a JSON Lines file, templated
         (``/data/{{ ds }}/jobs.jsonl``). Records stream there page by page and XCom gets
-        ``{"path", "records", "pages"}``; the output is declared as an Asset. Without it, XCom gets the
-        records, and more than ``max_xcom_records`` are refused.
+        ``{"path", "records", "pages", "expected_records"}``; the output is declared as an Asset. Without
+        it, XCom gets the records, and more than ``max_xcom_records`` are refused.
+    :param fail_on_shortfall: when the API announced a total and the pages held fewer records, fail the
+        task naming both numbers (the default: loading 250 of 500 records silently is worse than a failed
+        task); False logs a warning and keeps the records. More records than announced only warn.
     :param progress_every: log a progress line every this many pages.
     :param concurrency: ``"auto"`` (the default): where the API announces a total (page numbers or
         offsets), pages are fetched ahead, as many at once as keeps paying (slow start, then one more at a
@@ -74,6 +77,7 @@ class VendorApiOperator(OpenLineageMethods, BaseOperator):
         progress_every: int = 10,
         max_xcom_records: int = DEFAULT_MAX_XCOM_RECORDS,
         concurrency: int | Literal["auto"] = "auto",
+        fail_on_shortfall: bool = True,
         **kwargs: Any,
     ) -> None:
         if "output" in kwargs:
@@ -100,6 +104,7 @@ class VendorApiOperator(OpenLineageMethods, BaseOperator):
         self.progress_every = progress_every
         self.max_xcom_records = max_xcom_records
         self.concurrency = concurrency
+        self.fail_on_shortfall = fail_on_shortfall
         if paginate and self.method != "GET":
             raise ValueError(f"{self.task_id}: pages are fetched with GET; use paginate=False for {self.method}")
 
@@ -133,6 +138,7 @@ class VendorApiOperator(OpenLineageMethods, BaseOperator):
                     checkpoint_key=self.checkpoint_key,
                     options=self._paging_options(),
                     progress_every=self.progress_every,
+                    fail_on_shortfall=self.fail_on_shortfall,
                 )
                 self._record_asset_event(context, result)
                 return result
@@ -166,18 +172,21 @@ class VendorApiOperator(OpenLineageMethods, BaseOperator):
         )
 
     def _records_for_xcom(self, hook: Any) -> list[Any]:
-        from airflow_vendorauth.operators.streaming import collect_for_xcom
+        from airflow_vendorauth.operators.streaming import check_total, collect_for_xcom
 
-        pages = 0
+        pages, total = 0, None
+        options = self._paging_options()
 
         def records() -> Iterator[Any]:
-            nonlocal pages
-            for batch in hook.page_batches(self.endpoint, self._paging_options()):
+            nonlocal pages, total
+            for batch in hook.page_batches(self.endpoint, options):
                 pages += 1
+                total = batch.total if batch.total is not None else total
                 yield from batch.records
 
         collected = collect_for_xcom(records(), self.max_xcom_records, f"{self.task_id}: {self.endpoint}")
         self.log.info("%s: %d pages, %d records returned to XCom", self.endpoint, pages, len(collected))
+        check_total(hook, self.endpoint, len(collected), total, options, pages, self.log, self.fail_on_shortfall)  # type: ignore[arg-type]
         return collected
 
     def _record_asset_event(self, context: Context, result: dict[str, Any]) -> None:

@@ -3,7 +3,8 @@
 Waiting happens either in the triggerer (``deferrable=True``: the worker slot is freed) or by polling.
 Either way the scan id is kept in Airflow's ``task_state_store`` (``ResumableJobMixin``), so a retried
 task reconnects to the scan it already submitted instead of submitting it twice, and the results are
-written with per-page checkpoints, so a task killed while collecting resumes where it stopped.
+written with checkpoints that describe the file (operators/output.py, operators/checkpoints.py), so a task
+killed while collecting resumes where it stopped, and a retry without the file starts the collection over.
 
 The default paths follow the sandbox's model of Kazi's Tagging API v2 (submit
 ``POST /tagging/v2/{kind}-scans`` with ``{"jobs": [...]}`` or ``{"candidates": [...]}``, poll

@@ -19,6 +19,7 @@ from airflow_vendorauth.pagination.adaptive import AdaptiveConcurrency
 from airflow_vendorauth.pagination.strategies import PageRequest, Pagination
 from airflow_vendorauth.pagination.walk import (
     Collect,
+    Drop,
     Emit,
     Fetch,
     FixedWindow,
@@ -104,9 +105,13 @@ class _Threads:
         self.pool = _Workers(fetch, most) if callable(threads) or threads > 1 else None
         self.pending: deque[Future[httpx.Response]] = deque()
 
-    def act(self, step: Fetch | Collect) -> httpx.Response | None:
+    def act(self, step: Fetch | Collect | Drop) -> httpx.Response | None:
         if isinstance(step, Collect):
             return self.pending.popleft().result()
+        if isinstance(step, Drop):
+            while self.pending:
+                self.pending.popleft().cancel()
+            return None
         self.pending.append(self.pool.submit(step.request) if self.pool else self._now(step.request))
         return None
 
@@ -132,9 +137,13 @@ class _Tasks:
         self.fetch = fetch
         self.pending: deque[asyncio.Future[httpx.Response]] = deque()
 
-    async def act(self, step: Fetch | Collect) -> httpx.Response | None:
+    async def act(self, step: Fetch | Collect | Drop) -> httpx.Response | None:
         if isinstance(step, Collect):
             return await self.pending.popleft()
+        if isinstance(step, Drop):
+            while self.pending:
+                self.pending.popleft().cancel()
+            return None
         self.pending.append(asyncio.ensure_future(self.fetch(step.request)))
         return None
 
@@ -184,7 +193,13 @@ async def apage_batches(
     """The async driver: the same batches, in the same order; pages ahead are asyncio tasks."""
     if window is None:
         window, _ = window_for(options, ceiling=4)
-    flow, pages = paging_flow(strategy, options, where, window), _Tasks(fetch)
+    gate = window.agate
+
+    async def gated(request: PageRequest) -> httpx.Response:
+        async with gate():  # at most `concurrency` requests at once, whatever the window holds
+            return await fetch(request)
+
+    flow, pages = paging_flow(strategy, options, where, window), _Tasks(gated)
     try:
         step = _advance(flow, None)
         while step is not None:

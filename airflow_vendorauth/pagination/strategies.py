@@ -2,8 +2,16 @@
 
 Each page's next request is a small JSON-able :class:`PageRequest`, so a scan can checkpoint it and
 resume after a crash. Stop rules: an empty page; no next cursor or link; the announced total reached;
-a short page (fewer records than asked for) when the API announces no total. Refused rather than
+a page shorter than the pages the server serves when the API announces no total. Refused rather than
 guessed: a body that is not JSON, a missing records path, a page with more records than asked for.
+
+What the server serves wins over what was asked: many APIs cap ``limit``/``per_page`` (at 50 or 100)
+whatever the client asks, without saying so. The page size the server serves is learned from the first
+page and carried in every later request (:attr:`PageRequest.size`, so a checkpoint keeps it): the
+stride of offset paging is the records a page returned, and page-number plans count pages of the
+served size. A known total is a check and a plan, never a reason to skip a range (see ``walk``).
+Next links are URI references (RFC 3986 section 5), resolved against the URL of the page that
+carried them.
 """
 
 from __future__ import annotations
@@ -27,13 +35,20 @@ class PageRequest:
 
     params: dict[str, Any]
     url: str | None = None
+    #: Records per page the server serves, learned from the first page (None until then, and for
+    #: cursors and links): the stride and the stop rule of offset and page-number paging.
+    size: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"params": self.params, "url": self.url}
+        data: dict[str, Any] = {"params": self.params, "url": self.url}
+        if self.size is not None:
+            data["size"] = self.size
+        return data
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PageRequest:
-        return cls(params=dict(data["params"]), url=data.get("url"))
+        size = data.get("size")
+        return cls(params=dict(data["params"]), url=data.get("url"), size=int(size) if size is not None else None)
 
 
 @dataclass
@@ -44,6 +59,16 @@ class Page:
     records: list[Any]
     request: PageRequest
     headers: httpx.Headers
+    #: The URL that served the page (after redirects), the base of its relative next links; None when
+    #: the response does not say (a test's bare ``httpx.Response``).
+    url: str | None = None
+
+
+def _served_url(response: httpx.Response) -> str | None:
+    try:
+        return str(response.url)
+    except RuntimeError:  # a response built without its request
+        return None
 
 
 def dig(body: Any, path: str | None) -> Any:
@@ -60,6 +85,12 @@ def dig(body: Any, path: str | None) -> Any:
         else:
             raise KeyError(path)
     return value
+
+
+def served_size(page: Page) -> int:
+    """The records per page the server serves: learned from the first page of a scan (what it returned,
+    whatever was asked), then carried by every request after it."""
+    return page.request.size or max(1, len(page.records))
 
 
 class Pagination(ABC):
@@ -84,6 +115,10 @@ class Pagination(ABC):
         concurrently); None when the next page is only known once this one is read (cursors, links)."""
         return None
 
+    def announced_total(self, page: Page) -> int | None:
+        """The records the API says the whole result holds (a check on the scan), when it says."""
+        return self._total(page.body, getattr(self, "total_path", None))
+
     def read(self, response: httpx.Response, request: PageRequest, where: str) -> Page:
         try:
             body = loads(response.content)
@@ -106,7 +141,7 @@ class Pagination(ABC):
                 f"{where}: a page holds {len(records)} records but {size} were asked for; refusing to guess "
                 "what the API pages by (check page_size/limit against the API's limits)"
             )
-        return Page(body=body, records=records, request=request, headers=response.headers)
+        return Page(body=body, records=records, request=request, headers=response.headers, url=_served_url(response))
 
     @staticmethod
     def _total(body: Any, total_path: str | None) -> int | None:
@@ -140,22 +175,24 @@ class PageNumberPagination(Pagination):
     def next(self, page: Page) -> PageRequest | None:
         if not page.records:
             return None
-        number = int(page.request.params[self.page_param])
+        number, served = int(page.request.params[self.page_param]), served_size(page)
         total = self._total(page.body, self.total_path)
         if total is not None:
-            if (number - self.first_page + 1) * self.page_size >= total:
+            if (number - self.first_page + 1) * served >= total:
                 return None
-        elif self.size_param and len(page.records) < self.page_size:
+        elif len(page.records) < served:
             return None
-        return PageRequest({**page.request.params, self.page_param: number + 1})
+        return PageRequest({**page.request.params, self.page_param: number + 1}, size=served)
 
     def plan(self, page: Page) -> list[PageRequest] | None:
         total = self._total(page.body, self.total_path)
         if total is None or not page.records:
             return None
-        number = int(page.request.params[self.page_param])
-        last = self.first_page + (total + self.page_size - 1) // self.page_size - 1
-        return [PageRequest({**page.request.params, self.page_param: n}) for n in range(number + 1, last + 1)]
+        number, served = int(page.request.params[self.page_param]), served_size(page)
+        last = self.first_page + (total + served - 1) // served - 1
+        return [
+            PageRequest({**page.request.params, self.page_param: n}, size=served) for n in range(number + 1, last + 1)
+        ]
 
 
 @dataclass
@@ -175,21 +212,21 @@ class OffsetPagination(Pagination):
     def next(self, page: Page) -> PageRequest | None:
         if not page.records:
             return None
-        offset = int(page.request.params[self.offset_param]) + len(page.records)
+        offset, served = int(page.request.params[self.offset_param]) + len(page.records), served_size(page)
         total = self._total(page.body, self.total_path)
         if total is not None:
             if offset >= total:
                 return None
-        elif len(page.records) < self.limit:
+        elif len(page.records) < served:
             return None
-        return PageRequest({**page.request.params, self.offset_param: offset})
+        return PageRequest({**page.request.params, self.offset_param: offset}, size=served)
 
     def plan(self, page: Page) -> list[PageRequest] | None:
         total = self._total(page.body, self.total_path)
         if total is None or not page.records:
             return None
-        start = int(page.request.params[self.offset_param]) + len(page.records)
-        return [PageRequest({**page.request.params, self.offset_param: o}) for o in range(start, total, self.limit)]
+        start, served = int(page.request.params[self.offset_param]) + len(page.records), served_size(page)
+        return [PageRequest({**page.request.params, self.offset_param: o}, size=served) for o in range(start, total, served)]
 
 
 @dataclass
@@ -199,6 +236,8 @@ class CursorPagination(Pagination):
     records_path: str | None = None
     limit_param: str | None = None
     limit: int = 100
+    #: Where the body announces the whole result's size: only checked against the records, never planned.
+    total_path: str | None = None
 
     def requested_size(self) -> int | None:
         return self.limit if self.limit_param else None
@@ -227,6 +266,8 @@ class NextLinkPagination(Pagination):
 
     next_path: str | None = None
     records_path: str | None = None
+    #: Where the body announces the whole result's size: only checked against the records, never planned.
+    total_path: str | None = None
 
     def first(self, params: Mapping[str, Any]) -> PageRequest:
         return PageRequest(dict(params))
@@ -243,8 +284,10 @@ class NextLinkPagination(Pagination):
             link = httpx.Response(200, headers=page.headers).links.get("next", {}).get("url")
         if not link:
             return None
-        base = page.request.url
-        return PageRequest({}, url=str(httpx.URL(base).join(link)) if base else str(link))
+        # RFC 3986 section 5: a reference (absolute, /root-relative, relative, ?query-only) resolves
+        # against the URL of the page that carried it, the first page's included.
+        base = page.url or page.request.url
+        return PageRequest({}, url=str(httpx.URL(base).join(str(link))) if base else str(link))
 
 
 #: The ``pagination`` extra's styles (the generic ``oauth2`` connection pages an API without code).

@@ -7,15 +7,23 @@ asyncio tasks (async). So the caps, the loop guard and the fetch-ahead window li
 
 Fetching ahead: when the API announced its total (page numbers, offsets), the pages after the first
 are known in advance, and a window of them is in flight while batches still come out in order: with
-``concurrency=N``, ``2 * N`` pages; with ``concurrency="auto"`` (the default), as many as the adaptive
-controller (:mod:`.adaptive`) allows. Cursors and next links are followed one page at a time: nothing
-can be known ahead.
+``concurrency=N``, ``2 * N`` pages (N requests running, N waiting their turn); with
+``concurrency="auto"`` (the default), as many as the adaptive controller (:mod:`.adaptive`) allows.
+Cursors and next links are followed one page at a time: nothing can be known ahead.
+
+A plan is a guess, the pages are the truth: each page handed out is checked against the strategy's own
+``next`` of the page before it (the offset after the records it *returned*). When a page comes back
+shorter than planned (records deleted mid-scan, a server that serves less than it said), the pages in
+flight are dropped and the scan goes on from where the last page really ended, planning again from
+there: fetching ahead never skips a range.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Generator, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypedDict
 
@@ -60,6 +68,8 @@ class PageBatch:
 
     records: list[Any]
     next_request: PageRequest | None
+    #: The records the API announced for the whole result on this page (None: it does not say).
+    total: int | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,11 @@ class Collect:
 
 
 @dataclass(frozen=True)
+class Drop:
+    """Cancel every page in flight: the plan they belong to turned out wrong (the driver replies None)."""
+
+
+@dataclass(frozen=True)
 class Emit:
     """Hand this batch to the caller (the driver replies None)."""
 
@@ -82,27 +97,42 @@ class Emit:
 
 
 class Window(Protocol):
-    """How many pages may be in flight now, told when each one is done."""
+    """How many pages may be in flight now, told when each one is done; ``agate`` is held around each
+    request of the async driver (the sync driver's thread count follows ``concurrency`` instead)."""
 
     @property
     def limit(self) -> int: ...
 
+    @property
+    def concurrency(self) -> int: ...
+
     def page_done(self) -> None: ...
+
+    def agate(self) -> AbstractAsyncContextManager[None]: ...
 
 
 class FixedWindow:
-    """``concurrency=N``: ``2 * N`` pages in flight (N being fetched, N waiting their turn in order)."""
+    """``concurrency=N``: ``2 * N`` pages in flight (N being fetched, N waiting their turn in order), and
+    never more than N requests at once, sync (N threads) and async (a semaphore of N)."""
 
     def __init__(self, concurrency: int) -> None:
-        self.limit = 2 * max(1, concurrency)
+        self.concurrency = max(1, concurrency)
+        self.limit = 2 * self.concurrency
+        self._semaphore: asyncio.Semaphore | None = None
 
     def page_done(self) -> None:
         return None
 
+    def agate(self) -> AbstractAsyncContextManager[None]:
+        if self._semaphore is None:  # made on first use, inside the scan's event loop
+            self._semaphore = asyncio.Semaphore(self.concurrency)
+        return self._semaphore
 
-Step = Fetch | Collect | Emit
+
+Step = Fetch | Collect | Drop | Emit
 PagingFlow = Generator[Step, httpx.Response | None, None]
 COLLECT = Collect()
+DROP = Drop()
 
 
 class _Tally:
@@ -132,7 +162,7 @@ class _Tally:
             cap_records is not None and self.records >= cap_records
         ):
             following = None
-        return PageBatch(records, following)
+        return PageBatch(records, following, self.strategy.announced_total(page))
 
 
 def paging_flow(strategy: Pagination, options: PagingOptions, where: str, window: Window) -> PagingFlow:
@@ -143,27 +173,36 @@ def paging_flow(strategy: Pagination, options: PagingOptions, where: str, window
         tally.guard(request)
         yield Fetch(request)
         page = strategy.read((yield COLLECT), request, where)  # type: ignore[arg-type]
-        planned = strategy.plan(page) if options.concurrency != 1 else None
         batch = tally.batch(page)
         yield Emit(batch)
         request = batch.next_request
-        if planned and request is not None:
-            yield from _fetch_ahead(tally, iter(planned), window)
-            return
+        planned = strategy.plan(page) if options.concurrency != 1 and request is not None else None
+        if planned and planned[0] == request:
+            request = yield from _fetch_ahead(tally, iter(planned), window, request)
 
 
-def _fetch_ahead(tally: _Tally, planned: Iterator[PageRequest], window: Window) -> PagingFlow:
+def _fetch_ahead(tally: _Tally, planned: Iterator[PageRequest], window: Window, expected: PageRequest) -> Generator[
+    Step, httpx.Response | None, PageRequest | None
+]:
+    """Pages of the plan, a window of them in flight, handed out in order. Returns None when the scan is
+    done, or the request to go on from when a page showed the plan wrong (its pages in flight dropped)."""
     in_flight: list[PageRequest] = []
     yield from _fill(in_flight, planned, window)
     while in_flight:
         request = in_flight.pop(0)
+        if request != expected:  # the page before ended elsewhere than planned: never skip that range
+            yield DROP
+            return expected
+        tally.guard(request)
         page = tally.strategy.read((yield COLLECT), request, tally.where)  # type: ignore[arg-type]
         window.page_done()
         batch = tally.batch(page)
         yield Emit(batch)
         if batch.next_request is None:
-            return
+            return None
+        expected = batch.next_request
         yield from _fill(in_flight, planned, window)
+    return expected  # the plan ran out before the pages did (a total too small): go on one by one
 
 
 def _fill(in_flight: list[PageRequest], planned: Iterator[PageRequest], window: Window) -> PagingFlow:

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from airflow_vendorauth.sandbox.data import DATASETS, PAYLOAD_STATUSES, tags_for
+from airflow_vendorauth.sandbox.paging_edges import announced, next_link, served
 from airflow_vendorauth.sandbox.state import IssuedToken, SandboxState
 
 MAX_PAGE_SIZE = {"kazi": 100, "keyavi": 100, "kayzen": 500, "smartrecruiters": 100, "clazar": 100}
@@ -102,6 +103,7 @@ def router(state: SandboxState) -> APIRouter:
         size = _int(request, size_param, default_size)
         if page is None or size is None or page < 1 or not 1 <= size <= MAX_PAGE_SIZE[vendor]:
             return bad_request(vendor, f"page must be >= 1 and {size_param} between 1 and {MAX_PAGE_SIZE[vendor]}")
+        size = served(state, vendor, size)
         start = (page - 1) * size
         return page, size, range(min(start, total), min(start + size, total))
 
@@ -117,9 +119,9 @@ def router(state: SandboxState) -> APIRouter:
                 "data": records(indices),
                 "pagination": {
                     "currentPage": page,
-                    "amountOfPages": math.ceil(total / size),
+                    "amountOfPages": math.ceil(announced(state, "kazi", total) / size),
                     "pageSize": size,
-                    "totalAmount": total,
+                    "totalAmount": announced(state, "kazi", total),
                 },
             }
         )
@@ -213,7 +215,12 @@ def router(state: SandboxState) -> APIRouter:
         return dumps(
             {
                 "data": data,
-                "pagination": {"totalRecords": matches, "pageSize": size, "itemsInPage": len(data), "page": page},
+                "pagination": {
+                    "totalRecords": announced(state, "keyavi", matches),
+                    "pageSize": size,
+                    "itemsInPage": len(data),
+                    "page": page,
+                },
             }
         )
 
@@ -268,6 +275,7 @@ def router(state: SandboxState) -> APIRouter:
             limit = _int(request, "limit", 10)
             if limit is None or not 1 <= limit <= MAX_PAGE_SIZE["smartrecruiters"]:
                 return bad_request("smartrecruiters", "limit must be between 1 and 100")
+            limit = served(state, "smartrecruiters", limit)
             page_id = request.query_params.get("pageId")
             try:
                 start = int(base64.urlsafe_b64decode(page_id.encode()).decode()) if page_id else 0
@@ -277,12 +285,15 @@ def router(state: SandboxState) -> APIRouter:
                 start = _int(request, "offset", 0) or 0
             total = state.sizes[dataset]
             end = min(start + limit, total)
-            body: dict[str, Any] = {"totalFound": total, "limit": limit, "content": page_of(dataset, range(start, end))}
+            body: dict[str, Any] = {
+                "totalFound": announced(state, "smartrecruiters", total),
+                "limit": limit,
+                "content": page_of(dataset, range(start, end)),
+            }
             headers = {"X-RateLimit-Limit": "10", "X-RateLimit-Remaining": "9"}
             if end < total:
                 body["nextPageId"] = base64.urlsafe_b64encode(str(end).encode()).decode()
-                next_url = request.url.include_query_params(pageId=body["nextPageId"])
-                headers["Link"] = f'<{next_url}>; rel="next"'
+                headers["Link"] = f'<{next_link(state, "smartrecruiters", request, pageId=body["nextPageId"])}>; rel="next"'
             return dumps(body, headers=headers)
         finally:
             in_flight["smartrecruiters"] -= 1
@@ -315,8 +326,8 @@ def router(state: SandboxState) -> APIRouter:
         last = math.ceil(total / size)
         return dumps(
             {
-                "count": total,
-                "next": str(request.url.include_query_params(page=page + 1)) if page < last else None,
+                "count": announced(state, "clazar", total),
+                "next": next_link(state, "clazar", request, page=page + 1) if page < last else None,
                 "previous": str(request.url.include_query_params(page=page - 1)) if page > 1 else None,
                 "results": page_of(dataset, indices),
             }

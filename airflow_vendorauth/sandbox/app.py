@@ -70,6 +70,18 @@ class FaultsAndCounters:
         vendor, route, is_token = classify(scope["path"])
         state.count(vendor, "token_requests" if is_token else "metadata_requests" if route == "metadata" else "api_requests")
         state.seen_from(vendor, scope.get("client"))
+        with state.lock:  # requests being answered at once, and the most seen (``peak_in_flight``)
+            counters = state.counters[vendor]
+            counters["in_flight"] += 1
+            counters["peak_in_flight"] = max(counters["peak_in_flight"], counters["in_flight"])
+        try:
+            await self._serve(scope, receive, send, vendor, route)
+        finally:
+            with state.lock:
+                state.counters[vendor]["in_flight"] -= 1
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, vendor: str, route: str) -> None:
+        state = self.state
 
         async def counting_send(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -80,6 +92,7 @@ class FaultsAndCounters:
             rules = [r for r in state.faults if r.matches(vendor, route)]
             for rule in rules:
                 rule.served += 1
+            rules = [r for r in rules if r.served > r.after]
         for rule in rules:
             if rule.latency_ms:
                 await asyncio.sleep(rule.latency_ms / 1000)
@@ -204,8 +217,10 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
             if "scan_seconds" in body:
                 state.scan_seconds = float(body["scan_seconds"])
             state.work_ms.update(body.get("work_ms", {}))
+            for vendor, edges in body.get("paging", {}).items():
+                state.paging[vendor] = {k: v for k, v in {**state.paging.get(vendor, {}), **edges}.items() if v is not None}
             if "assertion_audience" in body:
                 state.assertion_audience = body["assertion_audience"]
-        return {"lifetimes": state.lifetimes, "sizes": state.sizes, "scan_seconds": state.scan_seconds}
+        return {"lifetimes": state.lifetimes, "sizes": state.sizes, "scan_seconds": state.scan_seconds, "paging": state.paging}
 
     return FaultsAndCounters(app, state)  # type: ignore[return-value]

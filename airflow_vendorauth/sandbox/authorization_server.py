@@ -40,6 +40,7 @@ from airflow_vendorauth.sandbox.dpop import Refusal
 from airflow_vendorauth.sandbox.federation import FederatedCredential, check_federated
 from airflow_vendorauth.sandbox.identity import make_jwt
 from airflow_vendorauth.sandbox.mtls import MTLS_CLIENT, SELF_SIGNED_CLIENT, peer_certificate, thumbprint
+from airflow_vendorauth.sandbox.paging_edges import announced, next_link, served
 from airflow_vendorauth.sandbox.state import SandboxState, sandbox_key
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -290,12 +291,22 @@ def router(state: SandboxState) -> APIRouter:
         if needed not in issued.claims.get("scope", []):
             return _error(403, "insufficient_scope", f"This call needs the scope {needed}",
                           **{"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{needed}"'})
-        total = state.sizes["oauth2.items"]
-        page, per_page = int(request.query_params.get("page", 1)), int(request.query_params.get("per_page", 20))
+        total, q = state.sizes["oauth2.items"], request.query_params
         make = DATASETS["oauth2.items"][0]
-        indices = range(min((page - 1) * per_page, total), min(page * per_page, total))
-        served = {"items": [make(state.seed, i) for i in indices], "total": total, "page": page}
-        return JSONResponse(served, headers=served_headers)
+        if "offset" in q:  # offset paging (offset/limit) besides page numbers (page/per_page)
+            size = served(state, "oauth2", int(q.get("limit", 20)))
+            start, page = int(q["offset"]), None
+            following = {"offset": start + size}
+        else:
+            page, size = int(q.get("page", 1)), served(state, "oauth2", int(q.get("per_page", 20)))
+            start, following = (page - 1) * size, {"page": page + 1}
+        indices = range(min(start, total), min(start + size, total))
+        body: dict[str, Any] = {"items": [make(state.seed, i) for i in indices], "total": announced(state, "oauth2", total)}
+        if page is not None:
+            body["page"] = page
+        if "next_links" in state.paging.get("oauth2", {}):
+            body["next"] = next_link(state, "oauth2", request, **following) if start + size < total else None
+        return JSONResponse(body, headers=served_headers)
 
     @api.post("/_admin/oauth2/refresh_token")
     async def seed_refresh_token(client_id: str, scope: str = DEFAULT_SCOPE) -> dict[str, str]:

@@ -123,10 +123,12 @@ class FaultRule:
     throttle_status: int = 429
     #: Serve this rule to the first ``count`` matching requests only (None: to every one).
     count: int | None = None
+    #: Let this many matching requests through first (a fault in the middle of a scan).
+    after: int = 0
     served: int = 0
 
     def matches(self, vendor: str, route: str) -> bool:
-        if self.count is not None and self.served >= self.count:
+        if self.count is not None and self.served >= self.after + self.count:
             return False
         return self.vendor in ("*", vendor) and fnmatch.fnmatch(route, self.route)
 
@@ -166,6 +168,11 @@ class SandboxState:
     #: Milliseconds a vendor's server works on each API request while holding its concurrency slot.
     work_ms: dict[str, float] = field(default_factory=dict)
     faults: list[FaultRule] = field(default_factory=list)
+    #: vendor -> the paging edges real APIs produce, switched on per vendor (``oauth2``: the generic API):
+    #: ``page_cap`` (serve at most this many records a page, whatever is asked), ``total_lie`` (announce
+    #: this many records more, or fewer, than there are), ``next_links`` (``absolute``, ``root``,
+    #: ``relative`` or ``query``: the kind of URI reference next links are).
+    paging: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: vendor -> queue of malformed token answers to serve next ("html", "empty", ...).
     malformed_tokens: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     tokens: dict[str, IssuedToken] = field(default_factory=dict)
@@ -296,6 +303,7 @@ class SandboxState:
             self.credentials = SandboxCredentials()
             self.lifetimes = dict(DEFAULT_LIFETIMES)
             self.work_ms = {}
+            self.paging = {}
             self.sizes = {k: v[1] for k, v in DATASETS.items()}
 
     def draw(self) -> float:

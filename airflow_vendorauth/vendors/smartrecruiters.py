@@ -11,7 +11,8 @@ def _pagination(settings: ConnectionSettings) -> object:
     from airflow_vendorauth.pagination import CursorPagination
 
     return CursorPagination(
-        cursor_param="pageId", next_cursor_path="nextPageId", records_path="content", limit_param="limit", limit=100
+        cursor_param="pageId", next_cursor_path="nextPageId", records_path="content", limit_param="limit", limit=100,
+        total_path="totalFound",  # checked against the records at the end of a scan
     )
 
 

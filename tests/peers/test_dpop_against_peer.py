@@ -15,7 +15,7 @@ import pytest
 
 from airflow_vendorauth.hooks.oauth2 import OAuth2Hook
 from airflow_vendorauth.sandbox.process_state import forget_process_state
-from tests.integration.conftest import airflow_db, dagbag  # noqa: F401 - airflow_db is a fixture
+from tests.integration.conftest import dagbag
 from tests.peers.harness import SCOPE, SECRET, PeerServer
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ def grew(before: dict[str, Any], after: dict[str, Any], name: str) -> int:
 def test_example_dag_gets_through_the_peers_nonce_challenges_with_no_proof_reused(
     peer: PeerServer,
     fresh: dict[str, Any],
-    airflow_db: str,  # noqa: F811
+    airflow_db: str,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,

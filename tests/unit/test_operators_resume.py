@@ -1,0 +1,276 @@
+"""Resume that trusts the file (operators/output.py), checkpoints off the hot path (operators/checkpoints.py)
+and the check against the announced total (operators/streaming.py): issue 22 cases 3, 4 and 6."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import httpx
+import pytest
+
+from airflow_vendorauth.exceptions import PaginationError
+from airflow_vendorauth.operators import checkpoints
+from airflow_vendorauth.operators.output import Checkpoint, JsonLinesSink
+from airflow_vendorauth.operators.streaming import stream_to_jsonl
+from airflow_vendorauth.pagination import PageNumberPagination, PageRequest, PagingOptions
+from tests.unit.fakes import hook_for, set_connection
+
+LOG = logging.getLogger("test")
+
+
+def lines(text: str) -> list[Any]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+class DictStore:
+    """task_state_store's interface over a dict; counts the commits."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.sets = 0
+        self.delay = 0.0
+        self.guard = threading.Lock()
+
+    def get(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        time.sleep(self.delay)
+        with self.guard:
+            self.data[key] = json.loads(json.dumps(value))  # what a real store keeps: JSON
+            self.sets += 1
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+
+# ---- the sink: trust the file -------------------------------------------------------------------------------
+
+
+def two_pages_committed_one_more_written(out: str) -> tuple[JsonLinesSink, Checkpoint]:
+    sink = JsonLinesSink(out)
+    sink.write_page([{"id": 1}, {"id": 2}])
+    committed = Checkpoint.from_json(sink.checkpoint(PageRequest({"page": 2})).to_json())
+    sink.write_page([{"id": 3}])  # written after the commit: cut off on resume
+    sink.abort()
+    return sink, committed
+
+
+def test_a_resume_cuts_the_output_back_to_the_commit(tmp_path: Path) -> None:
+    out = tmp_path / "x.jsonl"
+    _, committed = two_pages_committed_one_more_written(str(out))
+    resumed = JsonLinesSink(str(out), resume_from=committed)
+    assert resumed.resumed and resumed.restart_reason is None and (resumed.records, resumed.pages) == (2, 1)
+    resumed.write_page([{"id": 3}])
+    resumed.finish()
+    assert lines(out.read_text()) == [{"id": 1}, {"id": 2}, {"id": 3}]
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        (lambda p: p.unlink(), "is not there"),
+        (lambda p: p.write_bytes(b'{"id":9}\n'), "fewer than"),
+        (lambda p: p.write_bytes(b'{"id":1}\n{"id":7}\n{"id":3}\n'), "differs"),
+    ],
+)
+def test_a_partial_output_missing_or_different_starts_the_scan_over(tmp_path: Path, damage: Any, says: str) -> None:
+    """Issue 22 case 3: the retry on another worker found no partial file and appended to an empty one."""
+    out = tmp_path / "x.jsonl"
+    sink, committed = two_pages_committed_one_more_written(str(out))
+    damage(Path(sink.partial))
+    again = JsonLinesSink(str(out), resume_from=committed)
+    assert not again.resumed and says in (again.restart_reason or "")
+    assert (again.records, again.pages, again.position) == (0, 0, 0)  # counts from zero
+    again.write_page([{"id": 1}])
+    again.finish()
+    assert lines(out.read_text()) == [{"id": 1}]  # truncated, not appended to
+
+
+def test_a_checkpoint_of_an_older_version_is_not_trusted(tmp_path: Path) -> None:
+    out = tmp_path / "x.jsonl"
+    _, committed = two_pages_committed_one_more_written(str(out))
+    old = {k: v for k, v in committed.to_json().items() if k not in ("tail_sha256", "total")}
+    again = JsonLinesSink(str(out), resume_from=Checkpoint.from_json(old))
+    assert not again.resumed and "older version" in (again.restart_reason or "")
+    again.abort()
+    with pytest.raises(ValueError, match="not a checkpoint"):
+        Checkpoint.from_json({"records": "many"})
+
+
+def memory_url(name: str) -> str:
+    return f"memory:///vendorauth-tests/{uuid.uuid4().hex}/{name}"
+
+
+def test_object_storage_resumes_by_appending_where_the_output_is_the_checkpoints_length() -> None:
+    """Issue 22 case 4: every retry to s3:// raised 'resuming is only supported for local output paths'."""
+    out = memory_url("x.jsonl")
+    sink = JsonLinesSink(out)
+    sink.write_page([{"id": 1}])
+    committed = sink.checkpoint(PageRequest({"page": 2}))
+    sink.abort()  # the failed try's last commit covers everything written
+    again = JsonLinesSink(out, resume_from=committed)
+    assert again.resumed
+    again.write_page([{"id": 2}])
+    assert again.finish() == out
+    fs = fsspec.filesystem("memory")
+    assert lines(fs.cat(out.removeprefix("memory://")).decode()) == [{"id": 1}, {"id": 2}]
+    assert not fs.exists(out.removeprefix("memory://") + ".partial")
+
+
+def test_object_storage_copies_the_checkpointed_bytes_where_the_output_is_longer() -> None:
+    out = memory_url("x.jsonl")
+    _, committed = two_pages_committed_one_more_written(out)
+    again = JsonLinesSink(out, resume_from=committed)
+    assert again.resumed
+    again.write_page([{"id": 3}])
+    again.finish()
+    assert lines(fsspec.filesystem("memory").cat(out.removeprefix("memory://")).decode()) == [
+        {"id": 1}, {"id": 2}, {"id": 3}
+    ]
+
+
+def test_object_storage_starts_over_when_the_partial_object_is_gone() -> None:
+    out = memory_url("x.jsonl")
+    sink, committed = two_pages_committed_one_more_written(out)
+    fsspec.filesystem("memory").rm(sink.partial.removeprefix("memory://"))
+    again = JsonLinesSink(out, resume_from=committed)
+    assert not again.resumed and "is not there" in (again.restart_reason or "")
+    again.abort()
+
+
+# ---- the scan: commits off the hot path, totals checked --------------------------------------------------------
+
+
+class PagedApi:
+    """``records`` records by page/per_page, at most ``cap`` a page, ``announced`` as ``total``; raises
+    on the request for page ``fail_at`` once (a crash mid-scan)."""
+
+    def __init__(self, records: int, cap: int = 10, announced: int | None = None, fail_at: int | None = None) -> None:
+        self.records, self.cap, self.fail_at = records, cap, fail_at
+        self.announced = records if announced is None else announced
+        self.pages_served: list[int] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(200, json={"access_token": "t", "token_type": "bearer", "expires_in": 3600})
+        page, size = int(request.url.params["page"]), min(int(request.url.params["per_page"]), self.cap)
+        if page == self.fail_at:
+            self.fail_at = None
+            return httpx.Response(400, json={"detail": "the task dies here"})  # not retried: the try fails
+        self.pages_served.append(page)
+        items = [{"id": i} for i in range((page - 1) * size, min(page * size, self.records))]
+        return httpx.Response(200, json={"items": items, "total": self.announced})
+
+
+def scan(monkeypatch: pytest.MonkeyPatch, api: PagedApi, out: str, store: DictStore | None, **kwargs: Any) -> dict:
+    set_connection(monkeypatch, "clazar")
+    with hook_for("clazar", transport=httpx.MockTransport(api)) as hook:
+        options = PagingOptions(
+            pagination=PageNumberPagination(page_size=20, records_path="items", total_path="total"), concurrency=1
+        )
+        context = {"task_state_store": store} if store is not None else {}
+        return stream_to_jsonl(hook, "/items", out, context=context, log=LOG, checkpoint_key="k", options=options, **kwargs)
+
+
+def test_a_retry_on_the_same_machine_resumes_and_every_record_lands_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    out, store = str(tmp_path / "x.jsonl"), DictStore()
+    api = PagedApi(500, cap=10, fail_at=30)
+    with pytest.raises(Exception, match="the task dies here"):
+        scan(monkeypatch, api, out, store)
+    assert Checkpoint.from_json(store.data["k"]).pages == 29  # the failed try committed its last page
+    summary = scan(monkeypatch, api, out, store)
+    assert lines(Path(out).read_text()) == [{"id": i} for i in range(500)]
+    assert summary == {"path": out, "records": 500, "pages": 50, "expected_records": 500}
+    assert api.pages_served == list(range(1, 51))  # resumed: nothing fetched twice
+    assert store.data == {}
+
+
+def test_a_retry_on_another_machine_starts_over_and_every_record_lands_once(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out, store = str(tmp_path / "x.jsonl"), DictStore()
+    api = PagedApi(500, cap=10, fail_at=30)
+    with pytest.raises(Exception, match="the task dies here"):
+        scan(monkeypatch, api, out, store)
+    Path(out + ".partial").unlink()  # another worker: the first try's local file is not there
+    with caplog.at_level(logging.WARNING, logger="test"):
+        summary = scan(monkeypatch, api, out, store)
+    assert "Starting /items over from its first page" in caplog.text and "is not there" in caplog.text
+    assert lines(Path(out).read_text()) == [{"id": i} for i in range(500)]
+    assert summary["records"] == 500 and summary["pages"] == 50
+
+
+def test_a_retry_to_object_storage_resumes(monkeypatch: pytest.MonkeyPatch) -> None:
+    out, store = memory_url("x.jsonl"), DictStore()
+    api = PagedApi(500, cap=10, fail_at=30)
+    with pytest.raises(Exception, match="the task dies here"):
+        scan(monkeypatch, api, out, store)
+    summary = scan(monkeypatch, api, out, store)
+    assert lines(fsspec.filesystem("memory").cat(out.removeprefix("memory://")).decode()) == [
+        {"id": i} for i in range(500)
+    ]
+    assert summary["records"] == 500 and api.pages_served == list(range(1, 51))
+
+
+def test_checkpoints_are_committed_at_most_every_interval_not_after_every_page(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue 26: a commit after every page cost 26 ms each inside a task. Here: the first page at once,
+    then at most one commit per MIN_INTERVAL (a 200-page scan of a fast API: a handful, not 200)."""
+    monkeypatch.setattr(checkpoints, "MIN_INTERVAL", 60.0)
+    store = DictStore()
+    scan(monkeypatch, PagedApi(2000, cap=10), str(tmp_path / "x.jsonl"), store)
+    assert store.sets == 1  # the first page's; the scan ended before the next was due
+
+
+def test_a_slow_store_never_holds_up_the_pages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    store = DictStore()
+    store.delay = 0.2  # a commit much slower than the whole scan's pages
+    started = time.monotonic()
+    scan(monkeypatch, PagedApi(2000, cap=10), str(tmp_path / "x.jsonl"), store)
+    assert store.sets <= 2 and time.monotonic() - started < 200 * store.delay  # not one commit per page
+
+
+@pytest.mark.parametrize("fail", [True, False])
+def test_a_scan_short_of_the_announced_total_fails_or_warns_with_both_numbers(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture, fail: bool
+) -> None:
+    """Issue 22 case 6: announced 500, pages end at 480, and the task succeeded silently."""
+    out, store = str(tmp_path / "x.jsonl"), DictStore()
+    api = PagedApi(480, cap=10, announced=500)
+    if fail:
+        with pytest.raises(PaginationError, match=r"announced 500 records but the pages held 480 \(20 missing\)"):
+            scan(monkeypatch, api, out, store)
+        assert not Path(out).exists() and Path(out + ".partial").exists() and store.data == {}
+    else:
+        with caplog.at_level(logging.WARNING, logger="test"):
+            summary = scan(monkeypatch, api, out, store, fail_on_shortfall=False)
+        assert summary["records"] == 480 and summary["expected_records"] == 500
+        assert "announced 500 records but the pages held 480" in caplog.text
+        assert len(lines(Path(out).read_text())) == 480
+
+
+def test_records_for_xcom_are_checked_against_the_announced_total_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_vendorauth.operators.api import VendorApiOperator
+
+    set_connection(monkeypatch, "clazar")
+    hook = hook_for("clazar", transport=httpx.MockTransport(PagedApi(480, cap=10, announced=500)))
+    monkeypatch.setattr("airflow_vendorauth.hooks.base.hook_for_connection", lambda conn_id: hook)
+
+    def operator(**kwargs: Any) -> VendorApiOperator:
+        pagination = PageNumberPagination(page_size=20, records_path="items", total_path="total")
+        return VendorApiOperator(task_id="t", conn_id="clazar", endpoint="/items", pagination=pagination, **kwargs)
+
+    with pytest.raises(PaginationError, match="announced 500 records but the pages held 480"):
+        operator().execute({})  # type: ignore[arg-type]
+    assert len(operator(fail_on_shortfall=False).execute({})) == 480  # type: ignore[arg-type]
