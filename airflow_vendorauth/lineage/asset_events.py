@@ -1,7 +1,7 @@
 """The figures of a written output, on its asset event and kept for lineage.
 
 An operator with ``output_path`` declares the output as an Asset (``asset_for_output``). When the output
-is complete, :func:`record_output` puts ``{"path", "records", "pages", "bytes"}`` (and a scan's
+is complete, :func:`record_output` puts ``{"path", "records", "pages", "expected_records", "bytes"}`` (and a scan's
 ``scan_id``) on that asset's event, so a DAG scheduled on the asset reads them from
 ``triggering_asset_events`` without opening the file, and keeps them on the operator, where the
 OpenLineage facets of the task's completion find them (:mod:`.facets`).
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 #: The keys of a task's result that go onto its asset event (and nothing else: no parameters, no URL).
-FIGURES = ("path", "records", "pages", "scan_id")
+FIGURES = ("path", "records", "pages", "expected_records", "scan_id")
 #: Where the figures of this try are kept on the operator instance.
 ATTRIBUTE = "_vendorauth_output_figures"
 
