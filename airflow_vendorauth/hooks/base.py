@@ -143,7 +143,7 @@ class VendorHook(BaseHook):
                 policy=policy,
                 default_pagination=(lambda: default_pagination(s)) if default_pagination else None,
                 logger=self.log,  # type: ignore[arg-type]
-                max_concurrency=profile.max_concurrency,
+                max_concurrency=s.extra("max_concurrency") or profile.max_concurrency,
                 transport=self._transports[0],
                 async_transport=self._transports[1],
             )
