@@ -16,7 +16,6 @@ import threading
 
 from airflow_vendorauth.auth.cache import SharedTokenCache
 from airflow_vendorauth.auth.cipher import cipher_from_keys
-from airflow_vendorauth.auth.file_cache import FileTokenCache
 from airflow_vendorauth.auth.warn_once import warn_once
 from airflow_vendorauth.compat import conf
 from airflow_vendorauth.vendors.settings import TokenCacheSetting
@@ -51,7 +50,9 @@ def shared_cache_for(setting: TokenCacheSetting, *, logger: logging.Logger | Non
     key = (setting.url or setting.kind, directory, fernet_key)
     with _guard:
         if key not in _caches:
-            if setting.url is None:
+            if setting.url is None:  # filelock is imported only by those who ask for the file cache
+                from airflow_vendorauth.auth.file_cache import FileTokenCache
+
                 _caches[key] = FileTokenCache(directory, cipher, logger=logger)
             else:  # redis is an optional extra: imported only by those who ask for it
                 from airflow_vendorauth.auth.redis_cache import RedisTokenCache
