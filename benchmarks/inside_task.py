@@ -42,7 +42,7 @@ PAGE = 100
 PAGES = RECORDS // PAGE
 LATENCY_MS = 40
 ALLOWED = 16
-ROUNDS = 1
+ROUNDS = 3
 DLT_VERSION = "1.31.0"
 DAG_FILE = ROOT / "benchmarks" / "bench_dags" / "inside_task.py"
 
