@@ -34,10 +34,10 @@ BENCHMARKS: list[tuple[str, Callable[[], str]]] = [
 ]
 
 
-def main() -> int:
+def main(benchmarks: list[tuple[str, Callable[[], str]]] = BENCHMARKS, out: Path | None = None) -> int:
     started = time.monotonic()
     sections, failed = [], []
-    for name, run in BENCHMARKS:
+    for name, run in benchmarks:
         print(f"\n# {name}", flush=True)
         try:
             sections.append(run())
@@ -46,7 +46,7 @@ def main() -> int:
             sections.append(f"\n## {name}: NOT MEASURED\n\n{reason}")
             print(f"{name}: NOT MEASURED: {reason}", file=sys.stderr, flush=True)
     minutes = (time.monotonic() - started) / 60
-    out = Path(__file__).with_name("results.md")
+    out = out or Path(__file__).with_name("results.md")
     header = (
         "# Benchmark results (`make bench`)\n\n"
         f"One run of `make bench` ({minutes:.0f} min) on this project's shared 2-core development machine; "
