@@ -151,7 +151,7 @@ def main(kill_triggerer: bool = False) -> str:
                 peak = idle
                 # the probe is the last trigger deferred: on a busy machine the triggerer may take minutes to
                 # load the 2,000 before it, so wait for its report (bounded), not for a fixed window
-                while time.monotonic() - started < WINDOW + 300 and not probe.exists() and triggerer.poll() is None:
+                while time.monotonic() - started < WINDOW + 900 and not probe.exists() and triggerer.poll() is None:
                     peak = max(peak, tree_rss_mb(triggerer.pid))
                     if loaded is None and sandbox.api_requests("kazi") - before.get("kazi", {}).get("api_requests", 0) >= SCANS:
                         loaded = time.monotonic()  # every scan trigger has polled once: all are loaded
