@@ -209,7 +209,7 @@ def main() -> str:
         out.append(table(
             f"Inside a real task: {RECORDS:,} records, {PAGE} a page, {LATENCY_MS} ms per request, generic oauth2 connection, "
             f"default settings (median of {ROUNDS} interleaved rounds, fresh process each)",
-            ["contender", "seconds", "peak MB above task start", "time vs the operator"], rows,
+            ["contender", "seconds", "peak MB above task start", "its time / the operator's"], rows,
         ))
         goals = (
             f"\nThe operator vs HttpOperator: **{med(http) / med(ours):.2f}x** (goal >= 3x: {verdict(med(http) / med(ours) >= 3)}); "
