@@ -157,8 +157,8 @@ def main(kill_triggerer: bool = False) -> str:
                         loaded = time.monotonic()  # every scan trigger has polled once: all are loaded
                     if loaded is not None and time.monotonic() - loaded > WINDOW / 2:
                         sandbox.configure(sizes={"oauth2.items": 230})  # now the sensors' condition holds
-                        if kill_triggerer and triggerer.poll() is None:
-                            os.killpg(triggerer.pid, signal.SIGKILL)
+                    if kill_triggerer and triggerer.poll() is None and time.monotonic() - started > 10:
+                        os.killpg(triggerer.pid, signal.SIGKILL)  # as an OOM kill or a crash would
                     time.sleep(0.5)
                 alive = triggerer.poll() is None
                 after = sandbox.stats()
