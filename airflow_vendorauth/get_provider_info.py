@@ -28,6 +28,8 @@ def _conn_field(spec: ExtraField) -> dict[str, Any]:
         schema["enum"] = list(spec.choices) if spec.required or spec.default is not None else [*spec.choices, None]
     if spec.default is not None:
         schema["default"] = str(spec.default).lower() if spec.kind == "verify" else spec.default
+    if spec.bounds:
+        schema["minimum"], schema["maximum"] = spec.bounds
     return {"label": spec.label, "description": spec.description, "schema": schema}
 
 

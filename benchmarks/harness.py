@@ -23,6 +23,29 @@ def prepare_airflow_home() -> None:
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 
+class NothingRan(RuntimeError):
+    """A benchmark's measurement did not happen as described (a process died, no request reached the
+    API, no sample was taken): its figures would be fiction, so it stops with the reason instead."""
+
+
+def require(condition: object, reason: str) -> None:
+    """The guard every benchmark runs before it reports: what it claims to have measured really ran."""
+    if not condition:
+        raise NothingRan(reason)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment of a measured child: this worktree first on the path, and bytecode caches written
+    and read as on a deployed Airflow (``PYTHONDONTWRITEBYTECODE`` would make every import compile)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
+    return {**env, **extra}
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "**MISSED**"
+
+
 def per_call_seconds(call: Callable[[], object], calls: int) -> float:
     started = time.perf_counter()
     for _ in range(calls):

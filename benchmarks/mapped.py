@@ -8,7 +8,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness import ROOT, prepare_airflow_home, table
+from harness import ROOT, prepare_airflow_home, require, table
 
 TASKS = 50
 
@@ -35,6 +35,8 @@ def main() -> str:
                 state = deployment.wait_for_run("mapped_calls", run_id, timeout=900)
                 seconds = time.monotonic() - started
             stats = sandbox.stats().get("smartrecruiters", {})
+            require(state == "success", f"the {cache} run ended {state}")
+            require(stats.get("api_requests", 0) >= TASKS, f"{cache}: the API saw {stats.get('api_requests', 0)} calls for {TASKS} tasks")
             rows.append([cache, TASKS, state, stats.get("token_requests", 0), stats.get("api_requests", 0), f"{seconds:.0f}"])
     return table(
         f"{TASKS} mapped VendorApiOperator tasks, LocalExecutor (parallelism 8), one call each",

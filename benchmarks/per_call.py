@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from harness import median, per_call_seconds, prepare_airflow_home, table
+from harness import median, per_call_seconds, prepare_airflow_home, require, table
 
 ROUNDS = 7
 CALLS = 200
@@ -40,6 +40,8 @@ def main() -> str:
         for _ in range(ROUNDS):  # interleaved: each round runs every variant once
             for name, call in variants.items():
                 timings[name].append(per_call_seconds(call, CALLS))
+        calls = sandbox.api_requests("clazar")
+        require(calls >= ROUNDS * CALLS * len(variants), f"the API saw {calls} calls, {ROUNDS * CALLS * len(variants)} made")
     floor = median(timings["raw httpx, fixed token (floor)"])
     ours = median(timings["VendorHook.request"])
     rows = [

@@ -8,7 +8,7 @@ import socket
 import tempfile
 import time
 
-from harness import prepare_airflow_home, run_python, table
+from harness import prepare_airflow_home, require, run_python, table
 
 TASKS = 20
 CALLS = 50
@@ -69,7 +69,8 @@ def main() -> str:
             started = time.perf_counter()
             run_python(WORKER, str(TASKS), str(CALLS), env=env)
             seconds = time.perf_counter() - started
-            stats = sandbox.stats()["smartrecruiters"]
+            stats = sandbox.stats().get("smartrecruiters", {})
+            require(stats.get("api_requests", 0) >= TASKS * CALLS, f"{label}: the API saw {stats.get('api_requests', 0)} of {TASKS * CALLS} calls")
             rows.append([label, stats["token_requests"], stats["api_requests"], f"{seconds:.1f}"])
     return table(
         f"Token requests: {TASKS} tasks in parallel processes x {CALLS} calls",

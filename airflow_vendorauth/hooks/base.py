@@ -15,26 +15,26 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import httpx
 from airflow.sdk import BaseHook
 
-from airflow_vendorauth.auth import dpop
 from airflow_vendorauth.auth.cache import cache_key
 from airflow_vendorauth.auth.grants import MTLS_CLIENT_AUTH
-from airflow_vendorauth.auth.provider import TokenProvider
-from airflow_vendorauth.auth.token import AccessToken
-from airflow_vendorauth.auth.token_endpoint import TokenEndpoint
 from airflow_vendorauth.auth.warn_once import warn_once
-from airflow_vendorauth.client.api_client import ApiClient
 from airflow_vendorauth.exceptions import ConnectionConfigError, VendorAuthError
 from airflow_vendorauth.hooks.async_connections import read_connection
 from airflow_vendorauth.hooks.masking import mask
-from airflow_vendorauth.hooks.shared_cache import shared_cache_for
-from airflow_vendorauth.pagination.walk import PageBatch, PagingKwargs, PagingOptions
 from airflow_vendorauth.retry import RetryPolicy
 from airflow_vendorauth.vendors import VENDORS
 from airflow_vendorauth.vendors.profile import ConnectionSettings, RawConnection, VendorProfile
 
 if TYPE_CHECKING:
+    # The token machinery, the API client and the paging engine are imported where a task first uses
+    # them (:attr:`VendorHook.client`, the paging methods), not when a DAG file imports the hook: the DAG
+    # processor pays every module-level import on every parse (benchmarks/import_time.py measures it).
     from airflow.sdk import Connection
     from typing_extensions import Unpack
+
+    from airflow_vendorauth.auth.token import AccessToken
+    from airflow_vendorauth.client.api_client import ApiClient
+    from airflow_vendorauth.pagination.walk import PageBatch, PagingKwargs, PagingOptions
 
 
 class VendorHook(BaseHook):
@@ -147,6 +147,12 @@ class VendorHook(BaseHook):
     def client(self) -> ApiClient:
         """The API client of this hook (built on first use, after the connection was validated)."""
         if self._client is None:
+            from airflow_vendorauth.auth import dpop
+            from airflow_vendorauth.auth.provider import TokenProvider
+            from airflow_vendorauth.auth.token_endpoint import TokenEndpoint
+            from airflow_vendorauth.client.api_client import ApiClient
+            from airflow_vendorauth.hooks.shared_cache import shared_cache_for
+
             s, profile = self.settings, self.profile
             policy = self._retry_policy or RetryPolicy.from_max_retries(s.max_retries)
             key = credential_key(profile, s)
@@ -185,7 +191,7 @@ class VendorHook(BaseHook):
                 policy=policy,
                 default_pagination=(lambda: default_pagination(s)) if default_pagination else None,
                 logger=self.log,  # type: ignore[arg-type]
-                max_concurrency=profile.max_concurrency,
+                max_concurrency=s.extra("max_concurrency") or profile.max_concurrency,
                 transport=self._transports[0],
                 async_transport=self._transports[1],
             )
@@ -240,16 +246,22 @@ class VendorHook(BaseHook):
 
     def page_batches(self, endpoint: str, options: PagingOptions | None = None) -> Iterator[PageBatch]:
         """Each page's records and the request of the page after it (a checkpoint), one page at a time."""
+        from airflow_vendorauth.pagination.walk import PagingOptions
+
         return self.client.page_batches(endpoint, options or PagingOptions())
 
     def paginate(self, endpoint: str, **options: Unpack[PagingKwargs]) -> Iterator[Any]:
         """Every record of every page of ``endpoint``, one page in memory at a time. ``options``: the
         fields of :class:`PagingOptions` (``params``, ``pagination``, ``max_records``, ``concurrency``...)."""
+        from airflow_vendorauth.pagination.walk import PagingOptions
+
         for batch in self.client.page_batches(endpoint, PagingOptions(**options)):
             yield from batch.records
 
     async def apaginate(self, endpoint: str, **options: Unpack[PagingKwargs]) -> AsyncIterator[Any]:
         """The async twin of :meth:`paginate`: the same records, in the same order."""
+        from airflow_vendorauth.pagination.walk import PagingOptions
+
         await self.asettings()
         async for batch in self.client.apage_batches(endpoint, PagingOptions(**options)):
             for record in batch.records:

@@ -21,7 +21,6 @@ from typing import Any
 
 from airflow_vendorauth.auth.cache import SharedTokenCache
 from airflow_vendorauth.auth.cipher import cipher_from_keys
-from airflow_vendorauth.auth.file_cache import FileTokenCache
 from airflow_vendorauth.auth.warn_once import warn_once
 from airflow_vendorauth.compat import conf
 from airflow_vendorauth.hooks.masking import mask
@@ -74,7 +73,9 @@ def shared_cache_for(
     key = (setting.url or str(setting), url, username or "", password or "", directory, fernet_key)
     with _guard:
         if key not in _caches:
-            if setting.kind == "file":
+            if setting.kind == "file":  # filelock is imported only by those who ask for the file cache
+                from airflow_vendorauth.auth.file_cache import FileTokenCache
+
                 _caches[key] = FileTokenCache(directory, cipher, logger=logger)
             else:  # redis is an optional extra: imported only by those who ask for it
                 from airflow_vendorauth.auth.redis_cache import RedisTokenCache

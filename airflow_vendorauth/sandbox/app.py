@@ -93,6 +93,27 @@ class FaultsAndCounters:
             for rule in rules:
                 rule.served += 1
             rules = [r for r in rules if r.served > r.after]
+            full = next((r for r in rules if r.max_in_flight is not None and r.in_flight >= r.max_in_flight), None)
+            holding = [] if full else [r for r in rules if r.max_in_flight is not None]
+            for rule in holding:
+                rule.in_flight += 1
+                rule.peak_in_flight = max(rule.peak_in_flight, rule.in_flight)
+        if full is not None:
+            state.count(vendor, f"fault_{full.throttle_status}")
+            await _answer(counting_send, full.throttle_status, full.retry_after)
+            return
+        try:
+            await self._misbehave(rules, vendor, scope, receive, send, counting_send)
+        finally:
+            if holding:
+                with state.lock:
+                    for rule in holding:
+                        rule.in_flight -= 1
+
+    async def _misbehave(
+        self, rules: list[FaultRule], vendor: str, scope: Scope, receive: Receive, send: Send, counting_send: Send
+    ) -> None:
+        state = self.state
         for rule in rules:
             if rule.latency_ms:
                 await asyncio.sleep(rule.latency_ms / 1000)

@@ -115,6 +115,12 @@ class Sandbox:
     def add_fault(self, **rule: Any) -> None:
         self._post("faults", rule)
 
+    def faults(self) -> list[dict[str, Any]]:
+        """The fault rules with their counters (``served``, ``in_flight``, ``peak_in_flight``)."""
+        response = self._admin.get(f"{self.url}/_admin/faults")
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
     def clear_faults(self) -> None:
         self._admin.delete(f"{self.url}/_admin/faults").raise_for_status()
 

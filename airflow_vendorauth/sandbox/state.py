@@ -117,6 +117,10 @@ class FaultRule:
     rate_html: float = 0.0
     slow_seconds: float = 5.0
     latency_ms: float = 0.0
+    #: An API that allows this many requests at once (per rule): one more, while they run (their
+    #: ``latency_ms`` included), is refused with ``throttle_status`` and ``Retry-After``, as a SaaS API's
+    #: concurrency limit answers (None: no limit).
+    max_in_flight: int | None = None
     retry_after: int = 1
     #: The status of a throttling answer: 429 (APIM, most vendors) or 503 (Entra ID under load), both
     #: with ``Retry-After``.
@@ -126,6 +130,9 @@ class FaultRule:
     #: Let this many matching requests through first (a fault in the middle of a scan).
     after: int = 0
     served: int = 0
+    #: Requests of this rule running now, and the most that ever ran at once (with ``max_in_flight``).
+    in_flight: int = 0
+    peak_in_flight: int = 0
 
     def matches(self, vendor: str, route: str) -> bool:
         if self.count is not None and self.served >= self.after + self.count:

@@ -42,6 +42,8 @@ class ExtraField:
     aliases: tuple[str, ...] = ()
     #: Text for a long value (a PEM key): a text area in the form.
     multiline: bool = False
+    #: The range an ``integer`` accepts (0 to :data:`MAX_RETRIES_LIMIT` unless given).
+    bounds: tuple[int, int] | None = None
 
     def is_required(self, extras: Mapping[str, Any]) -> bool:
         return self.required or (self.required_when is not None and self.required_when(extras))
@@ -86,8 +88,9 @@ def coerce(spec: ExtraField, value: Any, fail: Callable[..., ConnectionConfigErr
         if spec.kind == "integer":
             if number != int(number):
                 raise fail(spec.name, f"is {value!r}, not a whole number", f"give a whole number, e.g. {spec.default}")
-            if not 0 <= number <= MAX_RETRIES_LIMIT:
-                raise fail(spec.name, f"is {value!r}, out of range", f"give 0 to {MAX_RETRIES_LIMIT}")
+            low, high = spec.bounds or (0, MAX_RETRIES_LIMIT)
+            if not low <= number <= high:
+                raise fail(spec.name, f"is {value!r}, out of range", f"give {low} to {high}")
             return int(number)
         if not 0 < number <= MAX_TIMEOUT_SECONDS:
             raise fail(

@@ -84,13 +84,33 @@ def test_a_slow_api_gets_its_ceiling_within_a_few_samples() -> None:
     assert limits[-100:] == [8] * 100
 
 
-def test_it_halves_on_throttling_and_never_goes_below_one() -> None:
+def test_it_halves_on_throttling_once_per_burst_and_never_goes_below_one() -> None:
     window = AdaptiveConcurrency(ceiling=8, start=8)
-    window.throttle()
-    assert window.concurrency == 4
-    for _ in range(5):
+    for _ in range(5):  # one burst: 8 in flight, 5 refused at once
         window.throttle()
-    assert window.concurrency == 1 and window.throttled == 6
+    assert window.concurrency == 4 and window.throttled == 5  # halved once, not five times
+    for _ in range(4):  # separate bursts (the pages in flight came back in between): halved each time
+        for _ in range(window.concurrency):
+            window.page_done()
+        window.throttle()
+    assert window.concurrency == 1 and window.throttled == 9
+
+
+def test_a_burst_of_refusals_says_how_many_the_api_allows() -> None:
+    """16 in flight against an API that allows 13: 3 refusals in one burst mean 13, not 8 nor 1."""
+    window = AdaptiveConcurrency(ceiling=16, start=16)
+    for _ in range(3):
+        window.throttle()
+    assert window.concurrency == 13
+
+
+def test_after_a_throttle_it_holds_before_probing_again() -> None:
+    clock = Clock()
+    window = AdaptiveConcurrency(ceiling=16, start=8, clock=clock)
+    run_pages(window, clock, 16, lambda limit: 0.04)  # the warm-up sample
+    window.throttle()  # one refusal of 8 in flight: 7 allowed
+    limits = run_pages(window, clock, 9 * 16, lambda limit: 0.04 / limit)  # latency-bound: a step up would pay
+    assert set(limits) == {7}  # no probe (and its Retry-After) right after the API said no
 
 
 @pytest.mark.parametrize("allowed", [3, 100])

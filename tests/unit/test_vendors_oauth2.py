@@ -238,6 +238,8 @@ def test_a_failed_discovery_says_what_each_url_answered(
         (SECRET, {"api_headers": ["x"]}, "secret_headers", "not an object"),
         (SECRET, {"pagination": {"style": "pages"}}, "pagination", "page_number, offset, cursor, next_link"),
         (SECRET, {"pagination": {"style": "cursor", "page_param": "p"}}, "pagination", "gives page_param"),
+        (SECRET, {"max_concurrency": 0}, "max_concurrency", "give 1 to 64"),
+        (SECRET, {"max_concurrency": "lots"}, "max_concurrency", "not a number"),
     ],
 )
 def test_bad_settings_fail_before_any_request(
@@ -266,3 +268,20 @@ def test_api_headers_go_on_every_call_and_their_values_are_masked(monkeypatch: p
     OAuth2Hook(transport=httpx.MockTransport(handle)).request("GET", "/items")
     assert seen[-1].headers["X-Api-Key"] == "header-secret-123"
     assert "header-secret-123" in masked
+
+
+@pytest.mark.parametrize(("extra", "ceiling"), [({}, 16), ({"max_concurrency": "3"}, 3), ({"max_concurrency": 40}, 40)])
+def test_max_concurrency_sets_the_ceiling_of_auto_paging(monkeypatch: pytest.MonkeyPatch, extra: dict, ceiling: int) -> None:
+    """The connection's ``max_concurrency`` (a form field, so the unknown-extras check knows it) bounds
+    concurrency="auto"; without it, the generic type's measured default."""
+    from airflow_vendorauth.pagination.adaptive import AdaptiveConcurrency
+    from airflow_vendorauth.pagination.drivers import window_for
+    from airflow_vendorauth.pagination.walk import PagingOptions
+    from airflow_vendorauth.vendors.oauth2 import OAUTH2
+
+    connect(monkeypatch, **extra)
+    client = hook(Server()).client
+    assert client.max_concurrency == ceiling
+    window, _ = window_for(PagingOptions(), client.max_concurrency)
+    assert isinstance(window, AdaptiveConcurrency) and window.ceiling == ceiling
+    assert "max_concurrency" in {f.name for f in OAUTH2.all_fields}
