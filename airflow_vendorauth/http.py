@@ -75,7 +75,20 @@ class VendorTokenAuth(AuthBase):
         if self._vendor_hook is None:
             from airflow_vendorauth.hooks.base import hook_for_connection
 
-            self._vendor_hook = hook_for_connection(self.conn_id)
+            hook = hook_for_connection(self.conn_id)
+            if hook.settings.extras.get("dpop"):
+                from airflow_vendorauth.exceptions import ConnectionConfigError
+
+                # A bound token sent as Bearer without its proof is a downgrade (RFC 9449 7.1) that the API
+                # refuses; the 401 would then drop the shared token and fetch another: refuse up front.
+                raise ConnectionConfigError(
+                    self.conn_id,
+                    "dpop",
+                    "is true, but the HTTP bridge (vendor_auth) sends tokens as Bearer and cannot sign DPoP proofs",
+                    "call this API with VendorApiOperator, VendorApiSensor or the connection's hook, which send a "
+                    "proof with every request",
+                )
+            self._vendor_hook = hook
         return self._vendor_hook
 
     def _at_home(self, url: str | None) -> bool:

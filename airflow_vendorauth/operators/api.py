@@ -148,16 +148,16 @@ class VendorApiOperator(OpenLineageMethods, BaseOperator):
         response = hook.request(
             self.method, self.endpoint, params=self.query_params, json=self.json, headers=self.headers
         )
-        if not response.content:
-            return None
-        body = hook.json_body(response)
+        # An empty answer (204) did its work: with output_path it gives an empty output, never a failed
+        # task (a retry would send a POST again).
+        records = [hook.json_body(response)] if response.content else []
         if self.output_path:
             from airflow_vendorauth.operators.output import JsonLinesSink
 
             sink = JsonLinesSink(str(self.output_path))
-            sink.write_page([body])
-            return {"path": sink.finish(), "records": 1, "pages": 1}
-        return body
+            sink.write_page(records)
+            return {"path": sink.finish(), "records": len(records), "pages": 1}
+        return records[0] if records else None
 
     def _paging_options(self) -> PagingOptions:
         from airflow_vendorauth.pagination.walk import PagingOptions

@@ -60,7 +60,7 @@ class TokenCacheSetting:
             return cls("redis", value)
         raise fail(
             "cache",
-            f"is {value!r}",
+            f"is {_without_credentials(value)!r}",
             "use memory, file, redis_conn_id:<an Airflow Redis connection> (keeps the password secret), or a "
             "Redis URL such as redis://127.0.0.1:6379/0 (rediss:// for TLS)",
         )
@@ -78,6 +78,16 @@ class TokenCacheSetting:
             return self.kind
         parts = urlsplit(self.url)
         return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+
+
+def _without_credentials(value: str) -> str:
+    """``value`` with everything before its last ``@`` hidden: a URL that did not parse may still hold a
+    password there, and the masker learns a password only from a URL that parses."""
+    if "@" not in value:
+        return value
+    head, _, tail = value.rpartition("@")
+    scheme = head.split("//", 1)[0] + "//" if "//" in head else ""
+    return f"{scheme}***@{tail}"
 
 
 @dataclass(frozen=True, repr=False)

@@ -156,3 +156,23 @@ def test_a_body_that_cannot_be_replayed_returns_the_401_with_the_reason(
     assert answer.status_code == 401
     assert "cannot be read twice" in answer.reason and "kazi_default" in answer.reason
     assert [r["body"] for r in home.seen if r["path"] == "/upload"] == [b"ab"]  # sent once, never empty
+
+
+def test_a_dpop_bound_token_is_never_sent_as_a_bearer_token(
+    vendor_sandbox: Sandbox, origins: tuple[Origin, Origin]
+) -> None:
+    """The bridge has no DPoP proof to send: a bound token must not go out as ``Bearer`` (a downgrade,
+    RFC 9449 section 7.1), nor be forgotten and fetched again on the 401 that follows. Refused up front,
+    naming the connection, the field and the fix."""
+    from airflow.providers.http.hooks.http import HttpHook
+
+    from airflow_vendorauth.exceptions import ConnectionConfigError
+    from airflow_vendorauth.http import vendor_auth
+
+    home, _ = origins
+    hook = HttpHook(method="GET", http_conn_id="http_home", auth_type=vendor_auth("oauth2_dpop"))
+    with pytest.raises(ConnectionConfigError) as refused:
+        hook.run("items", extra_options={"check_response": False, "timeout": 10})
+    said = str(refused.value)
+    assert "oauth2_dpop" in said and "dpop" in said and "VendorApiOperator" in said
+    assert [r["headers"].get("Authorization") for r in home.seen] == []  # nothing sent, no bound token as Bearer
