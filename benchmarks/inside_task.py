@@ -251,5 +251,5 @@ def main() -> str:
 
 if __name__ == "__main__":
     started = time.monotonic()
-    print("\n" + main())  # the tables (``make bench`` writes them to results.md; alone, they were lost)
+    main()  # harness.table() prints each table as it is made
     print(f"\n({time.monotonic() - started:.0f} s)")
