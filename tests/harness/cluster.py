@@ -98,6 +98,7 @@ def delete_our_keys(run: str, environment: dict[str, str]) -> int:
     the token cache entries of its connections (by their credential fingerprints)."""
     import redis
 
+    from airflow_vendorauth.exceptions import ConnectionConfigError
     from airflow_vendorauth.hooks.base import credential_key
     from airflow_vendorauth.vendors import VENDORS
     from airflow_vendorauth.vendors.profile import RawConnection
@@ -111,7 +112,10 @@ def delete_our_keys(run: str, environment: dict[str, str]) -> int:
             conn = json.loads(value)
             raw = RawConnection(name, conn["conn_type"], conn["host"], conn["login"], conn["password"], None, conn["extra"])
             profile = VENDORS[conn["conn_type"]]
-            key = credential_key(profile, profile.resolve(raw))
+            try:
+                key = credential_key(profile, profile.resolve(raw))
+            except ConnectionConfigError:  # e.g. workload identity without its token file: it fetched nothing
+                continue
             deleted += cache.delete(*(f"vendorauth:{kind}:{key}{suffix}" for kind, suffix in
                                       (("token", ""), ("token", ":lock"), ("refresh", ""))))
     return int(deleted)
