@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import quote_plus
 
 from airflow_vendorauth.auth.assertions import CLIENT_ASSERTION_TYPE, AssertionSigner
@@ -33,16 +33,8 @@ ClientAuthMethod = Literal[
     "self_signed_tls_client_auth",
     "none",
 ]
-CLIENT_AUTH_METHODS: tuple[ClientAuthMethod, ...] = (
-    "client_secret_basic",
-    "client_secret_post",
-    "client_secret_json",
-    "private_key_jwt",
-    "federated",
-    "tls_client_auth",
-    "self_signed_tls_client_auth",
-    "none",
-)
+#: The same names as a tuple, for forms and checks: one list, read off the type.
+CLIENT_AUTH_METHODS: tuple[ClientAuthMethod, ...] = get_args(ClientAuthMethod)
 #: RFC 8705: the client's TLS certificate authenticates it (the connection's client certificate).
 MTLS_CLIENT_AUTH: tuple[ClientAuthMethod, ...] = ("tls_client_auth", "self_signed_tls_client_auth")
 
