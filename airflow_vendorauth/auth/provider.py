@@ -251,14 +251,8 @@ class TokenProvider:
             "(refresh_token): a new seed starts a new chain; with more than one task process, set Token cache "
             "to file or Redis so they share it"
         )
-        return TokenRequestError(
-            f"{self.endpoint.vendor} connection {self.endpoint.conn_id!r}: {why}",
-            summary=why[0].upper() + why[1:],
-            vendor=self.endpoint.vendor,
-            conn_id=self.endpoint.conn_id,
-            status=error.status,
-            error=error.error,
-            error_description=error.error_description,
+        return self._chain_error(
+            why, status=error.status, error=error.error, error_description=error.error_description
         )
 
     def _lock_unavailable(self, problem: CacheLockUnavailable) -> TokenRequestError:
@@ -268,12 +262,28 @@ class TokenProvider:
             "reachable from this process (Redis: host, port, password), or set Token cache to memory if only "
             "one process uses this connection"
         )
+        return self._chain_error(why, retryable=True)
+
+    def _chain_error(
+        self,
+        why: str,
+        *,
+        status: int | None = None,
+        error: str | None = None,
+        error_description: str | None = None,
+        retryable: bool = False,
+    ) -> TokenRequestError:
+        """The refresh chain's refusals, worded alike: the connection first, ``why`` (with its fix) after;
+        the task log's summary is ``why`` alone."""
         return TokenRequestError(
             f"{self.endpoint.vendor} connection {self.endpoint.conn_id!r}: {why}",
             summary=why[0].upper() + why[1:],
             vendor=self.endpoint.vendor,
             conn_id=self.endpoint.conn_id,
-            retryable=True,
+            status=status,
+            error=error,
+            error_description=error_description,
+            retryable=retryable,
         )
 
     def check_refresh_client(self) -> str:
