@@ -121,3 +121,13 @@ class VendorApiError(VendorAuthError):
 
 class PaginationError(VendorAuthError):
     """A page could not be read as the pagination strategy expects (not JSON, no records, a loop)."""
+
+
+class ScanStopped(BaseException):
+    """Airflow told the task to stop (its SIGTERM) while a scan wrote pages: raised in the scan so the try
+    ends now, its last checkpoint committed (``operators/streaming.py``), and Airflow's retries apply.
+
+    A ``BaseException``, like Airflow's own ``AirflowTaskTerminated`` and ``KeyboardInterrupt``: it comes
+    from a signal handler at any point of the scan, and no ``except Exception`` on the way (an HTTP call's
+    error handling, a retry loop) may take it for an error to handle. Not ``AirflowTaskTerminated``
+    itself: Airflow 3 fails such a try without its retries, and a stopped scan is worth resuming."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -25,6 +26,15 @@ def asset_for_output(output: str) -> Asset:
     static = re.sub(r"\{\{.*?\}\}", "*", output)
     uri = static if "://" in static else f"file://{static}"
     return Asset(uri=uri, name=f"vendorauth:{static}")
+
+
+def stop_running_scans() -> None:
+    """The operators' ``on_kill``: Airflow's task runner calls it from its SIGTERM handler, and a scan this
+    process runs ends at once, its pages committed (``operators/streaming.py``, ``StopPoint``). The module is
+    looked up, not imported: no import inside a signal handler, and a scan running means it is imported."""
+    streaming = sys.modules.get("airflow_vendorauth.operators.streaming")
+    if streaming is not None:
+        streaming.stop_running_scans()
 
 
 class VendorApiOperator(OpenLineageMethods, BaseOperator):
@@ -143,6 +153,10 @@ class VendorApiOperator(OpenLineageMethods, BaseOperator):
                 self._record_asset_event(context, result)
                 return result
             return self._records_for_xcom(hook)
+
+    def on_kill(self) -> None:
+        super().on_kill()
+        stop_running_scans()  # Airflow's SIGTERM: the scan ends now, what it wrote committed for the retry
 
     def _single_call(self, hook: Any) -> Any:
         response = hook.request(

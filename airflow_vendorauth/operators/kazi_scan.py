@@ -25,7 +25,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_vendorauth.compat import ResumableJobMixin, conf
 from airflow_vendorauth.lineage import OpenLineageMethods
-from airflow_vendorauth.operators.api import asset_for_output
+from airflow_vendorauth.operators.api import asset_for_output, stop_running_scans
 from airflow_vendorauth.vendors.kazi import scan_outcome
 
 if TYPE_CHECKING:
@@ -241,6 +241,10 @@ class KaziScanOperator(OpenLineageMethods, ResumableJobMixin, BaseOperator):
             ),
             method_name="execute_complete",
         )
+
+    def on_kill(self) -> None:
+        super().on_kill()
+        stop_running_scans()  # Airflow's SIGTERM: the results' scan ends now, what it wrote committed
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         if event.get("status") != "success":
