@@ -88,12 +88,13 @@ class _Workers:
         with self.guard:
             self.live -= 1
 
-    def close(self) -> None:
-        """Wait for the pages running (cancelled ones are skipped), then stop every thread."""
+    def close(self, wait: bool = True) -> None:
+        """Stop every thread once its page is done (cancelled pages are skipped); with ``wait``, wait for them."""
         for _ in self.started:  # more stop marks than live threads is harmless: nobody reads the rest
             self.queue.put(None)
-        for worker in self.started:
-            worker.join()
+        if wait:
+            for worker in self.started:
+                worker.join()
 
 
 class _Threads:
@@ -123,11 +124,11 @@ class _Threads:
             done.set_exception(exc)
         return done
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         for future in self.pending:
             future.cancel()
         if self.pool is not None:
-            self.pool.close()
+            self.pool.close(wait)
 
 
 class _Tasks:
@@ -173,14 +174,21 @@ def page_batches(
     if window is None:
         window, threads = window_for(options, ceiling=4)
     flow, pages = paging_flow(strategy, options, where, window), _Threads(fetch, threads)
+    stopping = False
     try:
         step = _advance(flow, None)
         while step is not None:
             if isinstance(step, Emit):
                 yield step.batch
             step = _advance(flow, None if isinstance(step, Emit) else pages.act(step))
+    except BaseException as exc:
+        # A stop that is no error (KeyboardInterrupt, the operators' ScanStopped on Airflow's SIGTERM) does not
+        # wait for the pages in flight: the process is ending, and the scan's final checkpoint commit must come
+        # before the supervisor's SIGKILL (5 s later), not after a slow request and its retries.
+        stopping = not isinstance(exc, Exception | GeneratorExit)
+        raise
     finally:
-        pages.close()
+        pages.close(wait=not stopping)
 
 
 async def apage_batches(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from airflow_vendorauth.exceptions import PaginationError
+from airflow_vendorauth.exceptions import PaginationError, ScanStopped
 from airflow_vendorauth.pagination import (
     CursorPagination,
     NextLinkPagination,
@@ -203,6 +203,66 @@ def test_stopping_early_cancels_the_pages_fetched_ahead() -> None:
     assert next(scan).records == [0]
     scan.close()  # the caller stops after one page
     assert len(started) <= 1 + 2 * 2  # the first page and at most one window ahead, not all 23
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, ScanStopped])
+def test_a_stop_does_not_wait_for_the_pages_in_flight(stop: type[BaseException]) -> None:
+    """Airflow's SIGTERM (its handler raises ScanStopped through the operator's on_kill) or a Ctrl-C,
+    arriving while the scan waits for a slow page, ends the scan without waiting for the pages in flight:
+    the final checkpoint commit comes next, and the supervisor's SIGKILL follows 5 s after its SIGTERM."""
+    import os
+    import signal
+    import threading
+
+    release, entered, finished = threading.Event(), threading.Event(), threading.Event()
+
+    def fetch(request: PageRequest) -> httpx.Response:
+        if request.params["page"] > 1:  # the pages ahead hang, as a slow API's do
+            entered.set()
+            release.wait(10)
+            finished.set()
+        return numbered(request.params, request.url)
+
+    def on_signal(signum: int, frame: object) -> None:
+        raise stop()
+
+    def signal_once_in_flight() -> None:
+        if entered.wait(5):
+            os.kill(os.getpid(), signal.SIGUSR1)  # handled in the main thread, where the scan waits
+
+    strategy = PageNumberPagination(page_size=1, records_path="items", total_path="meta.total")
+    scan = page_batches(fetch, strategy, PagingOptions(concurrency=3), "test")
+    previous = signal.signal(signal.SIGUSR1, on_signal)
+    signaller = threading.Thread(target=signal_once_in_flight)
+    try:
+        assert next(scan).records == [0]
+        signaller.start()
+        with pytest.raises(stop):
+            next(scan)  # waits for page 2, which hangs: the signal arrives meanwhile
+        assert entered.is_set()
+        assert not finished.is_set()  # the scan ended while a page was still in flight
+    finally:
+        release.set()
+        signaller.join()
+        signal.signal(signal.SIGUSR1, previous)
+
+
+def test_an_early_end_waits_for_the_pages_in_flight() -> None:
+    """A caller that stops reading (max pages reached, GeneratorExit) is no stop signal: the threads are
+    joined, so none is left using the client the hook closes next."""
+    import threading
+
+    def fetch(request: PageRequest) -> httpx.Response:
+        if request.params["page"] > 1:
+            threading.Event().wait(0.2)
+        return numbered(request.params, request.url)
+
+    strategy = PageNumberPagination(page_size=1, records_path="items", total_path="meta.total")
+    scan = page_batches(fetch, strategy, PagingOptions(concurrency=3), "test")
+    assert next(scan).records == [0]
+    started = threading.active_count()
+    scan.close()
+    assert threading.active_count() < started  # the page threads ended before close() returned
 
 
 def test_the_sync_driver_runs_as_many_fetches_as_the_window_allows_now() -> None:
