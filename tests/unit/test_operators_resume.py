@@ -274,3 +274,35 @@ def test_records_for_xcom_are_checked_against_the_announced_total_too(monkeypatc
     with pytest.raises(PaginationError, match="announced 500 records but the pages held 480"):
         operator().execute({})  # type: ignore[arg-type]
     assert len(operator(fail_on_shortfall=False).execute({})) == 480  # type: ignore[arg-type]
+
+
+def test_a_resume_cuts_off_what_came_after_the_commit_even_when_the_retry_writes_less(tmp_path: Path) -> None:
+    """The pages after the commit are fetched again, and may now be shorter (a record changed in between):
+    the bytes of the failed try past the commit must not survive behind them."""
+    out = tmp_path / "x.jsonl"
+    sink = JsonLinesSink(str(out))
+    sink.write_page([{"id": 1}])
+    committed = sink.checkpoint(PageRequest({"page": 2}))
+    sink.write_page([{"id": 2, "name": "a longer name than the retry will see"}])
+    sink.abort()
+    again = JsonLinesSink(str(out), resume_from=committed)
+    again.write_page([{"id": 2}])
+    again.finish()
+    assert lines(out.read_text()) == [{"id": 1}, {"id": 2}]
+
+
+def test_the_committer_makes_the_output_durable_before_each_commit() -> None:
+    """A checkpoint is handed over flushed, not synced (durable=False): the committer syncs the output before
+    the store says it holds those bytes, or a machine crash could leave a checkpoint past the file's end."""
+    events: list[str] = []
+
+    class Store:
+        def set(self, key: str, value: Any) -> None:
+            events.append("set")
+
+    committer = checkpoints.Committer(Store(), "k", lambda: events.append("sync"), LOG)
+    committer.offer(Checkpoint(9, 1, 1, PageRequest({"page": 2}), "ab"))
+    committer.close(commit=True)
+    committer2 = checkpoints.Committer(Store(), "k", lambda: events.append("sync"), LOG)
+    committer2.close(commit=True)  # nothing offered: nothing to sync nor commit
+    assert events == ["sync", "set"]  # once (by the thread or by close), and the sync first
