@@ -222,16 +222,19 @@ def main() -> str:
 
         sandbox.clear_faults()
         sandbox.add_fault(vendor="oauth2", route="/items", latency_ms=LATENCY_MS, max_in_flight=ALLOWED)
-        limited: dict[str, list[dict]] = {"operator": [], "paged": []}
+        # HttpOperator again in these rounds: a speed-up is a ratio of medians from the same interleaved rounds
+        limited: dict[str, list[dict]] = {"operator": [], "paged": [], "http": []}
         for _ in range(ROUNDS):
             limited["operator"].append(bench.airflow("bench_operator"))
             limited["paged"].append(bench.airflow("bench_paginate"))
+            limited["http"].append(bench.airflow("bench_http"))
             print(f"  allowing {ALLOWED}: operator {limited['operator'][-1]['seconds']:.2f} s, hook {limited['paged'][-1]['seconds']:.2f} s", flush=True)
+        one_at_a_time = limited["http"]
         [rule] = sandbox.faults()
         refused = sandbox.stats()["oauth2"].get("status_429", 0)
         best = PAGES * LATENCY_MS / 1000 / ALLOWED
         rows = [
-            [label, f"{med(rs):.2f}", f"{med(http) / med(rs):.2f}x", f"{med(rs) / best:.1f}x the floor"]
+            [label, f"{med(rs):.2f}", f"{med(one_at_a_time) / med(rs):.2f}x", f"{med(rs) / best:.1f}x the floor"]
             for label, rs in (("VendorApiOperator, default settings", limited["operator"]), ("page_batches() in a @task", limited["paged"]))
         ]
         out.append(table(
@@ -241,8 +244,8 @@ def main() -> str:
         ))
         reached = (
             f"\nAuto reached **{rule['peak_in_flight']} requests in flight** (the API's limit: {ALLOWED}), {refused} answers 429 in "
-            f"{2 * ROUNDS} scans; speed-up over one-at-a-time HttpOperator: operator **{med(http) / med(limited['operator']):.2f}x**, "
-            f"hook alone **{med(http) / med(limited['paged']):.2f}x** (goal >= 5x: {verdict(med(http) / med(limited['operator']) >= 5)})."
+            f"{2 * ROUNDS} scans of ours; speed-up over one-at-a-time HttpOperator: operator **{med(one_at_a_time) / med(limited['operator']):.2f}x**, "
+            f"hook alone **{med(one_at_a_time) / med(limited['paged']):.2f}x** (goal >= 5x: {verdict(med(one_at_a_time) / med(limited['operator']) >= 5)})."
         )
         print(reached, flush=True)
         out.append(reached)
