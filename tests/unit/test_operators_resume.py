@@ -306,3 +306,35 @@ def test_the_committer_makes_the_output_durable_before_each_commit() -> None:
     committer2 = checkpoints.Committer(Store(), "k", lambda: events.append("sync"), LOG)
     committer2.close(commit=True)  # nothing offered: nothing to sync nor commit
     assert events == ["sync", "set"]  # once (by the thread or by close), and the sync first
+
+
+def test_the_commit_interval_follows_the_commits_cost_within_its_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commits take at most COMMIT_SHARE of the committer's time (26 ms -> 1.3 s), never sooner than
+    MIN_INTERVAL apart nor later than MAX_INTERVAL (the pages a crash costs stay bounded). A clock that moves
+    only as the commits take time."""
+    from types import SimpleNamespace
+
+    clock = [100.0]
+    monkeypatch.setattr(checkpoints, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+
+    class Store:
+        took = 0.0
+
+        def set(self, key: str, value: Any) -> None:
+            clock[0] += self.took
+
+    store = Store()
+    committer = checkpoints.Committer(store, "k", lambda: None, LOG)
+    committer.close(commit=False)  # its thread stopped: the commits below are the test's alone
+
+    def next_commit_in(took: float) -> float:
+        store.took = took
+        committer.offer(Checkpoint(1, 1, 1, None, "ab"))
+        committer._commit_latest()
+        return committer._due - clock[0]
+
+    assert next_commit_in(0.2) == checkpoints.MIN_INTERVAL  # the first (connecting): not planned by
+    assert next_commit_in(0.001) == checkpoints.MIN_INTERVAL  # 0.05 s by the share: never sooner
+    assert next_commit_in(0.026) == pytest.approx(0.026 / checkpoints.COMMIT_SHARE)  # 1.3 s
+    assert next_commit_in(1.0) == checkpoints.MAX_INTERVAL  # 50 s by the share: never later
+    assert committer.commits == 4
