@@ -34,8 +34,24 @@ BENCHMARKS: list[tuple[str, Callable[[], str]]] = [
 ]
 
 
+def provenance() -> str:
+    """Which code and when: the README quotes one run of the final code, and says which."""
+    import datetime
+    import os
+    import subprocess
+
+    def git(*args: str) -> str:
+        result = subprocess.run(["git", *args], capture_output=True, text=True, cwd=Path(__file__).parent)
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    changed = " with uncommitted changes" if git("status", "--porcelain", "--", "../airflow_vendorauth", ".") else ""
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"commit {commit}{changed}, started {now}, load average {os.getloadavg()[0]:.1f}"
+
+
 def main(benchmarks: list[tuple[str, Callable[[], str]]] = BENCHMARKS, out: Path | None = None) -> int:
-    started = time.monotonic()
+    started, where = time.monotonic(), provenance()
     sections, failed = [], []
     for name, run in benchmarks:
         print(f"\n# {name}", flush=True)
@@ -49,7 +65,7 @@ def main(benchmarks: list[tuple[str, Callable[[], str]]] = BENCHMARKS, out: Path
     out = out or Path(__file__).with_name("results.md")
     header = (
         "# Benchmark results (`make bench`)\n\n"
-        f"One run of `make bench` ({minutes:.0f} min) on this project's shared 2-core development machine; "
+        f"One run of `make bench` ({minutes:.0f} min; {where}) on this project's shared 2-core development machine; "
         "ratios come from interleaved rounds, absolute times move with the machine's load.\n"
     )
     out.write_text(header + "\n".join(sections) + "\n")

@@ -193,7 +193,7 @@ def main(kill_triggerer: bool = False) -> str:
         rows,
     )
     summary = (
-        f"\nToken requests: one per credential ({verdict(tokens_ok)}). "
+        f"\n\nToken requests: one per credential ({verdict(tokens_ok)}). "
         f"Triggerer memory: idle {idle:.0f} MB, peak {peak:.0f} MB, **{peak - idle:.0f} MB above idle** (goal <= 100 MB: {verdict(peak - idle <= 100)}). "
         f"Event-loop lag over {len(lags)} samples of 50 ms sleeps: **p50 {p50:.1f} ms, p99 {p99:.1f} ms** (goal p99 < 100 ms: {verdict(p99 < 100)}). "
         f"Machine load average (1 min) {load_before:.1f} when the waits were deferred, {load_after:.1f} at the end: "

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -38,6 +39,8 @@ def test_make_bench_fails_and_says_why_when_a_benchmark_measured_nothing(tmp_pat
     assert status == 1
     assert "## fine" in text and "triggerer: NOT MEASURED" in text and "the triggerer died" in text
     assert "0 MB above idle" not in text
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert f"commit {commit}" in text  # which code the figures are of (the README quotes one run of it)
     assert sys.modules["run_all"].BENCHMARKS  # every benchmark is registered (make bench runs them all)
 
 
