@@ -136,14 +136,19 @@ def stream_to_jsonl(
     try:
         try:
             if resume is None or resume.next_request is not None:
-                for batch in hook.page_batches(endpoint, remaining):
-                    point.writing = True  # a stop asked from here on waits for this page's checkpoint
-                    sink.write_page(batch.records)
-                    total = batch.total if batch.total is not None else total
-                    if committer is not None:  # without a store there is nothing to resume from: no fsync
-                        committer.offer(sink.checkpoint(batch.next_request, durable=False, total=total))
-                    point.page_written()
-                    progress.page_done(sink)
+                batches = hook.page_batches(endpoint, remaining)
+                try:
+                    for batch in batches:
+                        point.writing = True  # a stop asked from here on waits for this page's checkpoint
+                        sink.write_page(batch.records)
+                        total = batch.total if batch.total is not None else total
+                        if committer is not None:  # without a store there is nothing to resume from: no fsync
+                            committer.offer(sink.checkpoint(batch.next_request, durable=False, total=total))
+                        point.page_written()
+                        progress.page_done(sink)
+                except BaseException as exc:
+                    _end_paging(batches, exc)
+                    raise
         finally:
             point.done = True
             if point in _RUNNING:
@@ -174,6 +179,23 @@ def stream_to_jsonl(
         store.delete(checkpoint_key)
     progress.page_done(sink, final=True)
     return {"path": path, "records": sink.records, "pages": sink.pages, "expected_records": total}
+
+
+def _end_paging(batches: Any, exc: BaseException) -> None:
+    """End the paging driver of a scan that ends with ``exc``, raised in the loop over its pages (a stop
+    raised while a page is written, or an error writing it). Closed, the driver waits for the pages in
+    flight; told of a stop (ScanStopped, KeyboardInterrupt), it does not, so the final commit comes before
+    the supervisor's SIGKILL (``pagination/drivers.py``). Left to the garbage collector, it would only be
+    closed, and only once the loop is left."""
+    try:
+        if isinstance(exc, Exception | GeneratorExit) or not hasattr(batches, "throw"):
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+        else:
+            batches.throw(exc)
+    except BaseException:  # noqa: BLE001 - the driver re-raises the stop; ``exc`` goes on in any case
+        pass
 
 
 def _saved_checkpoint(store: Any, key: str, output: str, log: logging.Logger) -> Checkpoint | None:

@@ -4,7 +4,10 @@ tests/integration/test_sigterm_commit.py's."""
 
 from __future__ import annotations
 
+import logging
 import threading
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,3 +45,76 @@ def test_a_finished_scan_and_a_task_without_one_are_not_stopped() -> None:
     point.stop()
     point.page_written()
     VendorApiOperator(task_id="t", conn_id="c", endpoint="/e").on_kill()  # no scan runs: nothing raised
+
+
+def test_a_stop_while_a_page_is_written_does_not_wait_for_the_pages_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stop asked while a page is written is raised after its checkpoint, in the loop over the pages, not
+    in the paging driver: the driver then sees only the generator's close (GeneratorExit), and must still not
+    join the threads stuck in slow pages, or the final commit comes after the supervisor's SIGKILL."""
+    import json
+    import time
+    from types import SimpleNamespace
+
+    import httpx
+
+    from airflow_vendorauth.operators import streaming
+    from airflow_vendorauth.pagination import PageNumberPagination, PagingOptions
+    from airflow_vendorauth.pagination.drivers import page_batches
+
+    release, finished = threading.Event(), threading.Event()
+
+    def fetch(request: Any) -> httpx.Response:
+        page = int(request.params["page"])
+        if page > 2:  # the pages ahead hang, as a slow API's (or one in Retry-After) do
+            release.wait(10)
+            finished.set()
+        body = {"items": [page], "meta": {"total": 5}}
+        return httpx.Response(200, json=body)
+
+    strategy = PageNumberPagination(page_size=1, records_path="items", total_path="meta.total")
+    hook = SimpleNamespace(
+        page_batches=lambda endpoint, options: page_batches(fetch, strategy, options, "test"),
+        profile=SimpleNamespace(display_name="Test"),
+        api_retries=0,
+        conn_id="c",
+    )
+
+    class StoppedWhileWriting(streaming.JsonLinesSink):
+        def write_page(self, records: list[Any]) -> None:
+            super().write_page(records)
+            if self.pages == 2:  # the pages after it are in flight by now
+                streaming.stop_running_scans()  # Airflow's SIGTERM in the main thread, mid-write
+
+    class Store:
+        data: dict[str, Any] = {}
+
+        def get(self, key: str) -> Any:
+            return self.data.get(key)
+
+        def set(self, key: str, value: Any) -> None:
+            self.data[key] = json.loads(json.dumps(value))
+
+        def delete(self, key: str) -> None:
+            self.data.pop(key, None)
+
+    monkeypatch.setattr(streaming, "JsonLinesSink", StoppedWhileWriting)
+    store = Store()
+    started = time.monotonic()
+    try:
+        with pytest.raises(ScanStopped):
+            streaming.stream_to_jsonl(
+                hook,  # type: ignore[arg-type]
+                "/e",
+                str(tmp_path / "x.jsonl"),
+                context={"task_state_store": store},
+                log=logging.getLogger("test"),
+                checkpoint_key="k",
+                options=PagingOptions(concurrency=3),
+            )
+        assert not finished.is_set()  # the scan ended, its page committed, while pages were still in flight
+        assert time.monotonic() - started < 5
+        assert json.loads(json.dumps(store.data["k"]))  # the written page's checkpoint, committed
+    finally:
+        release.set()
