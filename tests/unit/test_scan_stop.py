@@ -31,9 +31,18 @@ def test_a_stop_while_a_page_is_written_waits_for_its_checkpoint() -> None:
 
 def test_a_scan_in_another_thread_stops_after_its_page() -> None:
     point = StopPoint()
-    stopper = threading.Thread(target=point.stop)
+    raised: list[BaseException] = []
+
+    def stop() -> None:
+        try:
+            point.stop()
+        except BaseException as exc:  # noqa: BLE001 - the stopping thread must not get the scan's stop
+            raised.append(exc)
+
+    stopper = threading.Thread(target=stop)
     stopper.start()
     stopper.join()
+    assert not raised
     assert point.asked
     with pytest.raises(ScanStopped):
         point.page_written()
@@ -115,6 +124,27 @@ def test_a_stop_while_a_page_is_written_does_not_wait_for_the_pages_in_flight(
             )
         assert not finished.is_set()  # the scan ended, its page committed, while pages were still in flight
         assert time.monotonic() - started < 5
-        assert json.loads(json.dumps(store.data["k"]))  # the written page's checkpoint, committed
+        assert store.data["k"]["pages"] == 2  # the checkpoint of the page being written, committed
     finally:
         release.set()
+
+
+@pytest.mark.parametrize("which", ["VendorApiOperator", "KaziScanOperator"])
+def test_each_operators_on_kill_stops_the_scan_it_runs(which: str) -> None:
+    """Airflow's SIGTERM handler calls ``on_kill`` in the thread that runs the scan: both operators that
+    write scans (VendorApiOperator, and KaziScanOperator for its results) must end it there."""
+    from airflow_vendorauth.operators import streaming
+    from airflow_vendorauth.operators.kazi_scan import KaziScanOperator
+
+    task = (
+        VendorApiOperator(task_id="t", conn_id="c", endpoint="/e")
+        if which == "VendorApiOperator"
+        else KaziScanOperator(task_id="t", scan_type="job", items=[{}])
+    )
+    point = StopPoint()
+    streaming._RUNNING.append(point)
+    try:
+        with pytest.raises(ScanStopped):
+            task.on_kill()
+    finally:
+        streaming._RUNNING.remove(point)
