@@ -124,8 +124,8 @@ class PaginationError(VendorAuthError):
 
 
 class ScanStopped(BaseException):
-    """Airflow told the task to stop (its SIGTERM) while a scan wrote pages: raised in the scan so the try
-    ends now, its last checkpoint committed (``operators/streaming.py``), and Airflow's retries apply.
+    """Airflow told the task to stop (its SIGTERM): raised in the scan writing pages so the try ends now, its
+    last checkpoint committed, or in Kazi's wait for its scan, and Airflow's retries apply (``stopping.py``).
 
     A ``BaseException``, like Airflow's own ``AirflowTaskTerminated`` and ``KeyboardInterrupt``: it comes
     from a signal handler at any point of the scan, and no ``except Exception`` on the way (an HTTP call's

@@ -47,6 +47,7 @@ from airflow_vendorauth.auth.cache import (
 from airflow_vendorauth.auth.token import AccessToken
 from airflow_vendorauth.auth.token_endpoint import TokenEndpoint
 from airflow_vendorauth.exceptions import TokenRequestError
+from airflow_vendorauth.stopping import hold_stops
 
 FAILURE_MEMORY_SECONDS = 30.0
 #: How long a refresher waits for the other processes to republish their copies of a chain the shared
@@ -145,7 +146,14 @@ class TokenProvider:
             raise
 
     def _refresh(self) -> AccessToken:
-        """Spend the newest refresh token and keep the one that replaces it (called under the fetch lock)."""
+        """Spend the newest refresh token and keep the one that replaces it (called under the fetch lock).
+
+        A stop of the task (Airflow's SIGTERM) waits until it is done: cut between the server's rotation
+        and the store of the new refresh token, the chain would be lost for good (``stopping.py``)."""
+        with hold_stops():
+            return self._spend_and_keep()
+
+    def _spend_and_keep(self) -> AccessToken:
         assert self._refresh_seed is not None
         mine = self._memory.load_refresh_token(self.key)
         found = self._shared.load_refresh_token(self.key) if self._shared is not None else None

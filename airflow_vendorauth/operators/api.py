@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import Asset, BaseOperator
 
+from airflow_vendorauth import stopping
 from airflow_vendorauth.lineage import OpenLineageMethods
 
 if TYPE_CHECKING:
@@ -26,15 +26,6 @@ def asset_for_output(output: str) -> Asset:
     static = re.sub(r"\{\{.*?\}\}", "*", output)
     uri = static if "://" in static else f"file://{static}"
     return Asset(uri=uri, name=f"vendorauth:{static}")
-
-
-def stop_running_scans() -> None:
-    """The operators' ``on_kill``: Airflow's task runner calls it from its SIGTERM handler, and a scan this
-    process runs ends at once, its pages committed (``operators/streaming.py``, ``StopPoint``). The module is
-    looked up, not imported: no import inside a signal handler, and a scan running means it is imported."""
-    streaming = sys.modules.get("airflow_vendorauth.operators.streaming")
-    if streaming is not None:
-        streaming.stop_running_scans()
 
 
 class VendorApiOperator(OpenLineageMethods, BaseOperator):
@@ -128,6 +119,7 @@ class VendorApiOperator(OpenLineageMethods, BaseOperator):
         from airflow_vendorauth.hooks.base import hook_for_connection
         from airflow_vendorauth.operators.output_path import check_output_path
 
+        stopping.begin_task()
         if self.output_path:
             check_output_path(str(self.output_path), self.task_id)
         with hook_for_connection(self.conn_id) as hook:
@@ -156,7 +148,7 @@ class VendorApiOperator(OpenLineageMethods, BaseOperator):
 
     def on_kill(self) -> None:
         super().on_kill()
-        stop_running_scans()  # Airflow's SIGTERM: the scan ends now, what it wrote committed for the retry
+        stopping.stop_task()  # Airflow's SIGTERM: the scan ends now, what it wrote committed for the retry
 
     def _single_call(self, hook: Any) -> Any:
         response = hook.request(

@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import pendulum
 from airflow.sdk import BaseOperator
 
+from airflow_vendorauth import stopping
 from airflow_vendorauth.compat import ResumableJobMixin, conf
+from airflow_vendorauth.exceptions import ScanStopped
 from airflow_vendorauth.lineage import OpenLineageMethods
-from airflow_vendorauth.operators.api import asset_for_output, stop_running_scans
+from airflow_vendorauth.operators.api import asset_for_output
 from airflow_vendorauth.vendors.kazi import scan_outcome
 
 if TYPE_CHECKING:
@@ -160,7 +162,11 @@ class KaziScanOperator(OpenLineageMethods, ResumableJobMixin, BaseOperator):
                 raise KaziScanError(f"Kazi {self.scan_type} scan {external_id} ended with status {status!r}")
             if time.monotonic() >= deadline:
                 raise KaziScanError(f"Kazi {self.scan_type} scan {external_id} still {status} after {self.scan_timeout}")
-            time.sleep(self.poll_interval)
+            if stopping.wait(self.poll_interval):
+                raise ScanStopped(
+                    f"the task was told to stop (SIGTERM) while Kazi {self.scan_type} scan {external_id} ran: "
+                    "the scan runs on at Kazi, and a retry reconnects to it (its id is in task_state_store)"
+                )
         # On a reconnect the mixin returns what this returns, on a fresh submit it calls
         # get_job_result next: collect here once, and let get_job_result serve the memo.
         return self.get_job_result(external_id, context)
@@ -208,6 +214,7 @@ class KaziScanOperator(OpenLineageMethods, ResumableJobMixin, BaseOperator):
             self._end_of_try()
 
     def _execute(self, context: Context) -> Any:
+        stopping.begin_task()
         if self.output_path:  # before a scan is submitted: a scan whose results cannot be written is wasted
             from airflow_vendorauth.operators.output_path import check_output_path
 
@@ -244,7 +251,7 @@ class KaziScanOperator(OpenLineageMethods, ResumableJobMixin, BaseOperator):
 
     def on_kill(self) -> None:
         super().on_kill()
-        stop_running_scans()  # Airflow's SIGTERM: the results' scan ends now, what it wrote committed
+        stopping.stop_task()  # Airflow's SIGTERM: the wait or the results' scan ends now, what it wrote committed
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         if event.get("status") != "success":

@@ -5,24 +5,24 @@ With a ``task_state_store`` in the context (Airflow 3.3), checkpoints are commit
 path (:mod:`.checkpoints`), so a task killed mid-scan and retried by Airflow resumes from its last
 committed page, fetching again at most the pages since that commit; every record is in the output
 exactly once. When the API announced a total, the records written are compared with it at the end. A
-task told to stop (Airflow's SIGTERM, through the operators' ``on_kill``: :func:`stop_running_scans`)
-ends its scan at once with :class:`~airflow_vendorauth.exceptions.ScanStopped`, the pages written committed.
+task told to stop (Airflow's SIGTERM, through the operators' ``on_kill``) ends its scan at once with
+:class:`~airflow_vendorauth.exceptions.ScanStopped`, the pages written committed (:mod:`airflow_vendorauth.stopping`).
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from airflow_vendorauth.exceptions import PaginationError, ScanStopped
+from airflow_vendorauth.exceptions import PaginationError
 from airflow_vendorauth.hooks.base import VendorHook
 from airflow_vendorauth.operators.checkpoints import Committer
 from airflow_vendorauth.operators.output import Checkpoint, JsonLinesSink
 from airflow_vendorauth.pagination.walk import PagingOptions
+from airflow_vendorauth.stopping import running_scan
 
 
 class ProgressLog:
@@ -45,49 +45,6 @@ class ProgressLog:
                 self.hook.api_retries,
                 " (done)" if final else "",
             )
-
-
-class StopPoint:
-    """Where Airflow's SIGTERM enters a running scan: :func:`stop_running_scans` calls :meth:`stop`.
-
-    Airflow 3's task runner answers SIGTERM only by calling the operator's ``on_kill`` (Airflow 2 raised
-    ``AirflowTaskTerminated`` after it). Without this, a scan told to stop paged on to its end, and when the
-    supervisor had sent the SIGTERM, its SIGKILL 5 s later ended the task with no final commit: the retry
-    fetched again every page since the last interval commit. The stop is raised at once in the thread the
-    signal interrupted when that thread runs the scan (a wait for a page ends there), except while it writes
-    a page and offers that page's checkpoint: then right after, so the committed checkpoint covers every page
-    in the file and the retry fetches none of them again. A scan in another thread stops after its page."""
-
-    def __init__(self) -> None:
-        self.thread = threading.get_ident()
-        #: Writing a page and its checkpoint: a stop waits for :meth:`page_written`.
-        self.writing = False
-        self.asked = False
-        #: Every page was written: a stop now changes nothing (the scan is done, let it finish).
-        self.done = False
-
-    def stop(self) -> None:
-        if self.done:
-            return
-        self.asked = True
-        if not self.writing and threading.get_ident() == self.thread:
-            raise ScanStopped("the task was told to stop (SIGTERM): the scan ends, its pages committed")
-
-    def page_written(self) -> None:
-        self.writing = False
-        if self.asked:
-            raise ScanStopped("the task was told to stop (SIGTERM): the scan ends, its pages committed")
-
-
-#: The scans running in this process (a task runs one at a time).
-_RUNNING: list[StopPoint] = []
-
-
-def stop_running_scans() -> None:
-    """Stop this process's running scans (see :class:`StopPoint`): the operators' ``on_kill``, which
-    Airflow's task runner calls from its SIGTERM handler. Does nothing when no scan is writing pages."""
-    for point in list(_RUNNING):
-        point.stop()
 
 
 def stream_to_jsonl(
@@ -131,10 +88,8 @@ def stream_to_jsonl(
     )
     committer = Committer(store, checkpoint_key, sink.sync, log) if store is not None else None
     total: int | None = resume.total if resume else None
-    point = StopPoint()
-    _RUNNING.append(point)
     try:
-        try:
+        with running_scan() as point:
             if resume is None or resume.next_request is not None:
                 batches = hook.page_batches(endpoint, remaining)
                 try:
@@ -149,10 +104,6 @@ def stream_to_jsonl(
                 except BaseException as exc:
                     _end_paging(batches, exc)
                     raise
-        finally:
-            point.done = True
-            if point in _RUNNING:
-                _RUNNING.remove(point)
         if committer is not None:
             committer.close(commit=False)
     except BaseException:

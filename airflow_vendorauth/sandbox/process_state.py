@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def forget_process_state() -> None:
     """Forget every process-wide memory of the provider: tokens, refused credentials, shared-cache
-    objects, warnings said once, DPoP keys and nonces."""
+    objects, warnings said once, DPoP keys and nonces, a stop asked of an earlier task."""
     from airflow_vendorauth.auth.cache import MEMORY_CACHE
     from airflow_vendorauth.auth.dpop import forget_keys_and_nonces
     from airflow_vendorauth.auth.provider import forget_remembered_failures
@@ -13,6 +13,7 @@ def forget_process_state() -> None:
     from airflow_vendorauth.hooks.async_connections import forget_async_reads
     from airflow_vendorauth.hooks.masking import forget_masked
     from airflow_vendorauth.hooks.shared_cache import forget_shared_caches
+    from airflow_vendorauth.stopping import begin_task
 
     MEMORY_CACHE.clear()
     forget_remembered_failures()
@@ -21,3 +22,4 @@ def forget_process_state() -> None:
     forget_masked()
     forget_warnings()
     forget_keys_and_nonces()
+    begin_task()

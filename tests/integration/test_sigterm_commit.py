@@ -49,8 +49,9 @@ from airflow_vendorauth.operators import checkpoints
 checkpoints.MIN_INTERVAL = checkpoints.MAX_INTERVAL = 600.0
 from tests.integration.conftest import dagbag
 
-bag = dagbag(dag_folder=os.path.join(os.environ["AIRFLOW__CORE__DAGS_FOLDER"], "stopped_scan.py"))
-run = bag.get_dag("stopped_scan").test(logical_date=pendulum.now("UTC"))
+dag_id = os.environ.get("STOP_DAG", "stopped_scan")
+bag = dagbag(dag_folder=os.path.join(os.environ["AIRFLOW__CORE__DAGS_FOLDER"], dag_id + ".py"))
+run = bag.get_dag(dag_id).test(logical_date=pendulum.now("UTC"))
 print("dag.test() ended:", run.state, run.run_id, flush=True)
 """
 STOPPED = re.compile(r"stopped after (\d+) pages: (\d+) records are in")
@@ -71,12 +72,12 @@ def query(sql: str, **params: Any) -> list[tuple[Any, ...]]:
         engine.dispose()
 
 
-def scan_state() -> tuple[str | None, str | None]:
+def scan_state(dag_id: str = DAG_ID) -> tuple[str | None, str | None]:
     """(run_id, state) of the scan task in the latest run of the DAG."""
     rows = query(
         "SELECT ti.run_id, ti.state FROM task_instance ti JOIN dag_run dr ON dr.run_id = ti.run_id AND "
         "dr.dag_id = ti.dag_id WHERE ti.dag_id = :d AND ti.task_id = :t ORDER BY dr.id DESC LIMIT 1",
-        d=DAG_ID,
+        d=dag_id,
         t=TASK_ID,
     )
     return rows[0] if rows else (None, None)
@@ -160,3 +161,59 @@ def test_a_scan_task_told_to_stop_commits_every_page_it_wrote_and_its_retry_fetc
         f"SIGTERM after {asked_by_first_try} page requests; {checkpoint['pages']} pages committed on stop; "
         f"the retry asked for {asked_by_retry}"
     )
+
+
+def test_a_task_told_to_stop_while_it_waits_for_its_kazi_scan_ends_at_once_and_its_retry_reconnects(
+    vendor_sandbox: Sandbox, sandbox_connections: dict, airflow_db: str, tmp_path: Path
+) -> None:
+    """KaziScanOperator not deferrable: the task sleeps between status calls a minute apart. Told to stop
+    there, it ends at once (not at the supervisor's SIGKILL, 5 s later), and its retry reconnects to the
+    same scan, whose id ResumableJobMixin kept in task_state_store: one scan submitted in all."""
+    dag_id = "stopped_kazi_wait"
+    vendor_sandbox.configure(scan_seconds=2)
+    vendor_sandbox.add_fault(vendor="kazi", route="/tagging/v2/job-scans")  # counts the submits
+    vendor_sandbox.add_fault(vendor="kazi", route="/tagging/v2/job-scans/*")  # the status calls (and results)
+    output, log = tmp_path / "kazi-scan.jsonl", tmp_path / "task-process.log"
+    env = {
+        **os.environ,
+        "STOP_DAG": dag_id,
+        "STOP_OUTPUT": str(output),
+        "STOP_RETRY_DELAY": "4",  # the scan (2 s) is done by then: the retry collects its results at once
+        "STOP_POLL_INTERVAL": "60",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+
+    def served() -> list[int]:
+        return [rule["served"] for rule in vendor_sandbox.faults()]
+
+    with log.open("wb") as sink:
+        child = subprocess.Popen(
+            [sys.executable, "-c", DAG_TEST], cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+    try:
+        wait_for("the scan submitted and its first status call", lambda: served() == [1, 1], child, log, 180)
+        time.sleep(0.5)  # into the wait between status calls
+        child.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        wait_for(
+            "the stopped try ended (up_for_retry, or its retry running)",
+            lambda: scan_state(dag_id)[1] in ("up_for_retry", "running") and "ScanStopped" in log.read_text(),
+            child,
+            log,
+            60,
+        )
+        ended_after = time.monotonic() - signalled
+        child.wait(timeout=180)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    said = log.read_text(errors="replace")
+    assert child.returncode == 0 and "dag.test() ended: success" in said, said[-6000:]
+    assert said.count("ScanStopped: the task was told to stop (SIGTERM) while Kazi job scan") == 1, said[-6000:]
+    assert "in poll_until_complete" in said  # ended in the wait, by the operator, not by a kill
+    assert ended_after < 5, f"the try ended {ended_after:.1f} s after the SIGTERM: past the supervisor's SIGKILL"
+    submits, _ = served()
+    assert submits == 1, "the retry submitted a second scan instead of reconnecting to the first"
+    ids = [json.loads(line)["jobId"] for line in output.open()]
+    assert len(ids) == len(set(ids)) == 250  # every job's tags once

@@ -228,3 +228,28 @@ def test_after_the_cache_lost_the_chain_the_newest_copy_in_any_process_is_spent(
     b.get_token()  # B republishes generation 2 before it queues, then takes A's fresh token
     first.join()
     assert server.spent == ["rt-0", "rt-1", "rt-2"] and server.reuse == 0
+
+
+def test_a_stop_during_a_refresh_waits_until_the_new_refresh_token_is_stored(
+    tmp_path: Path, cipher: TokenCipher
+) -> None:
+    """Airflow's SIGTERM reaches the task (the operator's on_kill, in the main thread) while the server
+    has just rotated the refresh token: the stop is raised once the new one is stored, and the retry
+    spends it. Raised at once, the new refresh token would be in no cache: the chain lost for good."""
+    from airflow_vendorauth import stopping
+    from airflow_vendorauth.exceptions import ScanStopped
+
+    class SignalledMidRotation(RotatingServer):
+        def fetch(self, refresh_token: str | None = None) -> AccessToken:
+            token = super().fetch(refresh_token)
+            stopping.stop_task()  # the signal handler runs here, the answer not yet returned
+            return token
+
+    server = SignalledMidRotation()
+    with pytest.raises(ScanStopped), stopping.running_scan():
+        provider(server, FileTokenCache(tmp_path, cipher)).get_token()
+    stopping.begin_task()
+    retry = provider(RotatingServer(), FileTokenCache(tmp_path, cipher))  # another process, memory empty
+    retry.endpoint.valid = server.valid  # type: ignore[attr-defined]
+    assert retry.get_token().access_token == "at-1"
+    assert retry.endpoint.spent == ["rt-1"]  # type: ignore[attr-defined]

@@ -1,6 +1,6 @@
-"""Where Airflow's SIGTERM enters a running scan (operators/streaming.py, StopPoint): at once, or right
-after the page being written and its checkpoint. The real signal, task process and retry are
-tests/integration/test_sigterm_commit.py's."""
+"""Where Airflow's SIGTERM enters a task (airflow_vendorauth/stopping.py): a running scan at once, or right
+after the page being written and its checkpoint; a task before its scan when it is safe; never inside a
+refresh token's rotation. The real signal, task process and retry are tests/integration/test_sigterm_commit.py's."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
+from airflow_vendorauth import stopping
 from airflow_vendorauth.exceptions import ScanStopped
 from airflow_vendorauth.operators.api import VendorApiOperator
-from airflow_vendorauth.operators.streaming import StopPoint
+from airflow_vendorauth.stopping import StopPoint
 
 
 def test_a_stop_while_no_page_is_written_is_raised_at_once() -> None:
@@ -94,7 +95,7 @@ def test_a_stop_while_a_page_is_written_does_not_wait_for_the_pages_in_flight(
         def write_page(self, records: list[Any]) -> None:
             super().write_page(records)
             if self.pages == 2:  # the pages after it are in flight by now
-                streaming.stop_running_scans()  # Airflow's SIGTERM in the main thread, mid-write
+                stopping.stop_task()  # Airflow's SIGTERM in the main thread, mid-write
 
     class Store:
         data: dict[str, Any] = {}
@@ -133,7 +134,6 @@ def test_a_stop_while_a_page_is_written_does_not_wait_for_the_pages_in_flight(
 def test_each_operators_on_kill_stops_the_scan_it_runs(which: str) -> None:
     """Airflow's SIGTERM handler calls ``on_kill`` in the thread that runs the scan: both operators that
     write scans (VendorApiOperator, and KaziScanOperator for its results) must end it there."""
-    from airflow_vendorauth.operators import streaming
     from airflow_vendorauth.operators.kazi_scan import KaziScanOperator
 
     task = (
@@ -141,10 +141,64 @@ def test_each_operators_on_kill_stops_the_scan_it_runs(which: str) -> None:
         if which == "VendorApiOperator"
         else KaziScanOperator(task_id="t", scan_type="job", items=[{}])
     )
-    point = StopPoint()
-    streaming._RUNNING.append(point)
-    try:
+    with stopping.running_scan(), pytest.raises(ScanStopped):
+        task.on_kill()
+
+
+def test_a_task_told_to_stop_before_its_scan_does_not_start_it() -> None:
+    """SIGTERM during a task's set-up (its token fetch, Kazi's wait): no scan running to stop, so the stop
+    is remembered and the scan refuses to start; the next task run in this process starts clean."""
+    VendorApiOperator(task_id="t", conn_id="c", endpoint="/e").on_kill()
+    with pytest.raises(ScanStopped, match="before its scan started"), stopping.running_scan():
+        pytest.fail("the scan started after the task was told to stop")
+    assert not stopping._running
+    stopping.begin_task()
+    with stopping.running_scan() as point:
+        assert not point.asked
+
+
+def test_a_stop_inside_held_work_is_raised_when_it_ends() -> None:
+    """A rotating refresh token spent and its successor not yet stored: the stop waits for the store."""
+    stored: list[str] = []
+    with pytest.raises(ScanStopped), stopping.running_scan():
+        with stopping.hold_stops():
+            with stopping.hold_stops():  # nested holds: only the outermost end raises
+                stopping.stop_task()
+                stored.append("inner")
+            stored.append("outer")
+        pytest.fail("the stop was not raised when the held work ended")
+    assert stored == ["inner", "outer"]
+
+
+def test_held_work_that_fails_keeps_its_error_and_the_scan_stops_after_its_page() -> None:
+    with stopping.running_scan() as point:
+        with pytest.raises(RuntimeError, match="token endpoint"), stopping.hold_stops():
+            stopping.stop_task()
+            raise RuntimeError("the token endpoint said no")
+        assert point.asked
+        point.writing = True
         with pytest.raises(ScanStopped):
-            task.on_kill()
-    finally:
-        streaming._RUNNING.remove(point)
+            point.page_written()
+
+
+def test_kazis_wait_for_its_scan_ends_when_the_task_is_told_to_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """KaziScanOperator, not deferrable, waits for its scan between status calls: a stop ends the wait at
+    once (a 60 s poll interval here), never in the middle of a call; the scan's id stays stored."""
+    import time
+
+    from airflow_vendorauth.operators.kazi_scan import KaziScanOperator
+
+    task = KaziScanOperator(task_id="t", scan_type="job", items=[{}], poll_interval=60, deferrable=False)
+    statuses: list[str] = []
+
+    def status(external_id: Any, context: Any) -> str:
+        statuses.append("running")
+        return "Running"
+
+    monkeypatch.setattr(task, "get_job_status", status)
+    threading.Timer(0.3, task.on_kill).start()  # from another thread: nothing is raised there
+    started = time.monotonic()
+    with pytest.raises(ScanStopped, match="a retry reconnects to it"):
+        task.poll_until_complete("scan-1", {})
+    assert time.monotonic() - started < 10
+    assert statuses == ["running"]
