@@ -32,6 +32,7 @@ import threading
 import time
 import uuid
 from collections.abc import Generator
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -157,11 +158,45 @@ def nonce_demanded(response: httpx.Response, nonces: NonceBook = NONCES) -> bool
     return is_token_nonce_challenge(response)
 
 
+@dataclass
+class _Binding:
+    """What signed a request's proof, kept on the request (``extensions``) so a redirect can sign anew."""
+
+    access_token: str = field(repr=False)
+    key: ProofKey
+    sent: bool = False
+
+
+#: The key of :class:`_Binding` in an ``httpx.Request``'s extensions (httpx carries them into a redirect).
+_BINDING = "vendorauth.dpop"
+
+
 def authorise(request: httpx.Request, access_token: str, key: ProofKey, nonces: NonceBook = NONCES) -> httpx.Request:
     """``Authorization: DPoP <token>`` and a fresh proof of ``key`` for this request (with ``ath``)."""
     request.headers["Authorization"] = f"{SCHEME} {access_token}"
     request.headers["DPoP"] = key.proof(request.method, request.url, nonce=nonces.get(request.url), access_token=access_token)
+    request.extensions[_BINDING] = _Binding(access_token, key)
     return request
+
+
+def before_send(request: httpx.Request, nonces: NonceBook = NONCES) -> None:
+    """Right before each request leaves (the client's request hook, same origin only): a request whose
+    proof was already sent gets a fresh one. httpx follows a redirect by copying the request's headers
+    into the next one, outside the auth flow: the proof would travel with another ``htu`` (a moved path),
+    another ``htm`` (303 turns a POST into a GET) or, for the same URL, a ``jti`` already used, all of
+    which a server refuses (RFC 9449 4.3, 11.1)."""
+    binding = request.extensions.get(_BINDING)
+    if not isinstance(binding, _Binding):
+        return
+    if binding.sent:
+        authorise(request, binding.access_token, binding.key, nonces)
+        binding = request.extensions[_BINDING]
+    binding.sent = True
+
+
+def forget_binding(request: httpx.Request) -> None:
+    """A request leaving the API's origin carries no proof and gets none (its headers are stripped)."""
+    request.extensions.pop(_BINDING, None)
 
 
 def bound_flow(

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import tenacity
 
+from airflow_vendorauth.auth import dpop
 from airflow_vendorauth.auth.httpx_auth import Origin, VendorAuth, origin_of
 from airflow_vendorauth.auth.provider import TokenProvider
 from airflow_vendorauth.client import answers, pool
@@ -109,7 +110,8 @@ class ApiClient:
     # ---- pooled clients ---------------------------------------------------------------------------
 
     def _strip_if_foreign(self, request: httpx.Request) -> None:
-        """Never let credentials follow a request (or a redirect) to another origin.
+        """Never let credentials follow a request (or a redirect) to another origin; at home, a request
+        re-sent by a redirect gets a fresh DPoP proof (:func:`~airflow_vendorauth.auth.dpop.before_send`).
 
         httpx drops ``Authorization`` on a cross-origin redirect but keeps custom headers such as
         ``Ocp-Apim-Subscription-Key``; this drops both, for redirects and absolute URLs alike.
@@ -117,6 +119,9 @@ class ApiClient:
         if origin_of(request.url) != self._origin:
             for name in self._sensitive_headers:
                 request.headers.pop(name, None)
+            dpop.forget_binding(request)
+        else:
+            dpop.before_send(request)  # a redirect at home: a fresh DPoP proof for where it goes now
 
     async def _astrip_if_foreign(self, request: httpx.Request) -> None:
         self._strip_if_foreign(request)

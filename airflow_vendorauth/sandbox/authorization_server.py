@@ -260,6 +260,15 @@ def router(state: SandboxState) -> APIRouter:
             answer["refresh_token"] = state.mint_refresh_token(client_id, scope)
         return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
+    @api.api_route("/oauth2-api/moved/{resource}", methods=["GET", "POST"])
+    async def moved(resource: str, request: Request) -> Response:
+        """A resource that moved: 307 to its new path (the query kept), as a gateway answers before any
+        check of the token; a POST with ``see_other`` gets 303, which the client follows with a GET."""
+        status = 303 if request.method == "POST" and "see_other" in request.query_params else 307
+        target = request.url.replace(path=f"/oauth2-api/{resource}")
+        state.count("oauth2", "redirects")
+        return Response(status_code=status, headers={"Location": str(target)})
+
     @api.get("/oauth2-api/{resource}")
     async def resource(resource: str, request: Request) -> Response:
         scheme, _, value = request.headers.get("authorization", "").partition(" ")

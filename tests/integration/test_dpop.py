@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -237,3 +238,37 @@ def test_the_trigger_waits_with_dpop_and_holds_no_key(vendor_sandbox: Sandbox, s
     stats = _dpop_stats(vendor_sandbox)
     assert stats["dpop_nonce_challenges_api"] >= 1 and stats.get("dpop_proof_reuse", 0) == 0
     assert stats["token_requests"] == 2
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_redirect_at_home_is_followed_with_a_fresh_proof(
+    mode: str, method: str, vendor_sandbox: Sandbox, sandbox_connections: dict
+) -> None:
+    """The API answers 307 (or 303 to a POST) to a moved path on its own origin: httpx follows it by
+    copying the request's headers, outside the auth flow. The proof must be signed anew for the URL and
+    method it goes to now, never sent twice; a stale proof is refused, the token dropped, another fetched."""
+    import asyncio
+
+    hook = OAuth2Hook("oauth2_dpop")
+    path, params = "/moved/items", {"page": 2, "per_page": 10, **({"see_other": 1} if method == "POST" else {})}
+    if mode == "sync":
+        answer = hook.request(method, path, params=params)
+    else:
+
+        async def call() -> Any:
+            try:
+                return await hook.arequest(method, path, params=params)
+            finally:
+                await hook.aclose()
+
+        answer = asyncio.run(call())
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["page"] == 2 and len(answer.json()["items"]) == 10  # the query went along
+    assert str(answer.request.url).startswith(f"{vendor_sandbox.url}/oauth2-api/items?")
+    assert answer.request.method == "GET"
+    stats = _dpop_stats(vendor_sandbox)
+    assert stats["redirects"] == 2  # the first went on to the API's nonce demand, then once more with it
+    assert stats.get("dpop_proof_reuse", 0) == 0
+    assert stats["token_requests"] == 2  # the nonce demand and one token: no token was dropped for a bad proof
+    assert stats["dpop_proofs"] >= stats["token_requests"] + 1
