@@ -14,6 +14,9 @@ is returned as is, never answered with a token. The 401 resend replays the body 
 string, a file it can rewind); a body it cannot replay (a generator) is not resent empty: the 401 comes
 back with a reason that says why.
 
+A connection with DPoP (``dpop``) or mutual TLS (``client_certificate``) is refused, naming the field and
+the fix: the bridge can neither sign proofs nor present the certificate its tokens are bound to.
+
 Only the ``requests`` path of the HTTP provider takes it: the deferrable ``HttpOperator`` and
 ``HttpAsyncHook`` build an aiohttp ``BasicAuth`` from the connection's login and password, which a bearer
 token cannot be; use ``VendorApiOperator`` (deferrable paging is its job) or ``VendorApiSensor`` there.
@@ -87,6 +90,20 @@ class VendorTokenAuth(AuthBase):
                     "is true, but the HTTP bridge (vendor_auth) sends tokens as Bearer and cannot sign DPoP proofs",
                     "call this API with VendorApiOperator, VendorApiSensor or the connection's hook, which send a "
                     "proof with every request",
+                )
+            if hook.settings.client_certificate is not None:
+                from airflow_vendorauth.exceptions import ConnectionConfigError
+
+                # requests presents a certificate only from the HTTP connection's files; the token this
+                # connection gets is bound to its certificate (RFC 8705 3) and is refused without it, and
+                # each 401 would drop the shared token and fetch another: refuse up front.
+                raise ConnectionConfigError(
+                    self.conn_id,
+                    "client_certificate",
+                    "is set (mutual TLS), but the HTTP bridge (vendor_auth) cannot present the certificate its "
+                    "tokens are bound to",
+                    "call this API with VendorApiOperator, VendorApiSensor or the connection's hook, which present "
+                    "it on every request",
                 )
             self._vendor_hook = hook
         return self._vendor_hook

@@ -145,3 +145,25 @@ def test_the_trigger_presents_the_certificate_and_carries_only_the_connection_id
     stored = json.dumps(kwargs)
     assert "PRIVATE KEY" not in stored and conn["extra"]["client_certificate"] not in stored
     assert mtls_sandbox.stats()["oauth2"]["bound_tokens"] == 1
+
+
+def test_the_http_bridge_refuses_a_connection_whose_tokens_are_bound_to_its_certificate(  # type: ignore[no-untyped-def]
+    connect, mtls_sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """requests (HttpHook) cannot present the connection's certificate: its bound token would be refused,
+    and every 401 would drop the shared token and fetch another. Refused before anything is sent."""
+    from airflow.providers.http.hooks.http import HttpHook
+
+    from airflow_vendorauth.exceptions import ConnectionConfigError
+    from airflow_vendorauth.http import vendor_auth
+
+    connect("oauth2_mtls")
+    http = {"conn_type": "http", "host": f"{mtls_sandbox.url}/oauth2-api", "extra": {"verify": False}}
+    monkeypatch.setenv("AIRFLOW_CONN_HTTP_MTLS", json.dumps(http))
+    hook = HttpHook(method="GET", http_conn_id="http_mtls", auth_type=vendor_auth("oauth2_mtls"))
+    with pytest.raises(ConnectionConfigError) as refused:
+        hook.run("items", extra_options={"check_response": False, "timeout": 10})
+    said = str(refused.value)
+    assert "oauth2_mtls" in said and "client_certificate" in said and "VendorApiOperator" in said
+    stats = mtls_sandbox.stats().get("oauth2", {})
+    assert stats.get("token_requests", 0) == 0 and stats.get("api_requests", 0) == 0  # nothing was sent
