@@ -16,6 +16,7 @@ again, and every record is in the final output exactly once."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,22 @@ def wait_for(what: str, condition: Any, child: subprocess.Popen[bytes], log: Pat
     pytest.fail(f"{what}: not seen (task process exit code {child.poll()}); its output:\n{log.read_text()[-6000:]}")
 
 
+@contextlib.contextmanager
+def task_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """dag.test() of ``env["STOP_DAG"]`` (stopped_scan by default) in a process of its own, its output in
+    ``log``; killed if the test leaves it running."""
+    with log.open("wb") as sink:
+        child = subprocess.Popen(
+            [sys.executable, "-c", DAG_TEST], cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
 def test_a_scan_task_told_to_stop_commits_every_page_it_wrote_and_its_retry_fetches_none_again(
     vendor_sandbox: Sandbox, sandbox_connections: dict, airflow_db: str, tmp_path: Path
 ) -> None:
@@ -109,11 +127,7 @@ def test_a_scan_task_told_to_stop_commits_every_page_it_wrote_and_its_retry_fetc
         "STOP_CONCURRENCY": "1",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     }
-    with log.open("wb") as sink:
-        child = subprocess.Popen(
-            [sys.executable, "-c", DAG_TEST], cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT
-        )
-    try:
+    with task_process(env, log) as child:
         wait_for("the scan's first pages", lambda: vendor_sandbox.api_requests("kazi") >= STOP_AFTER, child, log, 180)
         child.send_signal(signal.SIGTERM)  # what the supervisor sends when the task must stop
         run_id = wait_for(
@@ -136,10 +150,6 @@ def test_a_scan_task_told_to_stop_commits_every_page_it_wrote_and_its_retry_fetc
         partial = Path(str(output) + ".partial").read_bytes()
         assert (scan_state()[1], child.poll()) == ("up_for_retry", None), "the retry started before the reading"
         child.wait(timeout=180)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
     said = log.read_text(errors="replace")
     assert child.returncode == 0 and "dag.test() ended: success" in said, said[-6000:]
     # Airflow's own SIGTERM handler (task_runner._on_term -> on_kill) ended the try, which Airflow retried
@@ -186,11 +196,7 @@ def test_a_task_told_to_stop_while_it_waits_for_its_kazi_scan_ends_at_once_and_i
     def served() -> list[int]:
         return [rule["served"] for rule in vendor_sandbox.faults()]
 
-    with log.open("wb") as sink:
-        child = subprocess.Popen(
-            [sys.executable, "-c", DAG_TEST], cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT
-        )
-    try:
+    with task_process(env, log) as child:
         wait_for("the scan submitted and its first status call", lambda: served() == [1, 1], child, log, 180)
         time.sleep(0.5)  # into the wait between status calls
         child.send_signal(signal.SIGTERM)
@@ -204,10 +210,6 @@ def test_a_task_told_to_stop_while_it_waits_for_its_kazi_scan_ends_at_once_and_i
         )
         ended_after = time.monotonic() - signalled
         child.wait(timeout=180)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
     said = log.read_text(errors="replace")
     assert child.returncode == 0 and "dag.test() ended: success" in said, said[-6000:]
     assert said.count("ScanStopped: the task was told to stop (SIGTERM) while Kazi job scan") == 1, said[-6000:]
