@@ -21,6 +21,8 @@ import httpx
 import pendulum
 import tenacity
 
+from airflow_vendorauth import stopping
+
 #: Statuses worth another try: throttling and the server side's passing troubles.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -80,6 +82,14 @@ class _WaitHonouringRetryAfter(tenacity.wait.wait_base):
         return float(self.backoff(retry_state))
 
 
+class _StopWhenTheTaskStops(tenacity.stop.stop_base):
+    """No more tries once Airflow told the task to stop (its SIGKILL follows in 5 s): the call's error goes
+    on at once, and a stopped scan does not wait out a backoff."""
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return stopping.stop_asked()
+
+
 def retry_arguments(
     policy: RetryPolicy,
     *,
@@ -107,7 +117,8 @@ def retry_arguments(
 
     return {
         "stop": tenacity.stop_after_attempt(policy.max_attempts)
-        | tenacity.stop_before_delay(policy.max_elapsed_seconds),
+        | tenacity.stop_before_delay(policy.max_elapsed_seconds)
+        | _StopWhenTheTaskStops(),
         "wait": _WaitHonouringRetryAfter(policy),
         "retry": tenacity.retry_if_exception(retry_on),
         "reraise": True,

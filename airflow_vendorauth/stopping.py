@@ -10,18 +10,24 @@ The operators' ``on_kill`` calls :func:`stop_task`. What happens then depends on
 - **writing pages** (a :func:`running_scan`): its :class:`StopPoint` raises :class:`ScanStopped` at once,
   or right after the page being written and its checkpoint offered, so the committed checkpoint covers
   every page in the file;
-- **before its scan** (a token fetch, Kazi's wait for its scan to finish): the stop is remembered, and the
-  scan refuses to start (:func:`running_scan`) or the wait ends (:func:`wait`) at a safe point; nothing is
-  interrupted half-way (a call to Airflow's task API, a scan submitted and its id not yet stored);
+- **before its scan** (template rendering, a token fetch): the stop is remembered for the task
+  (:func:`task_running`), and the scan refuses to start (:func:`running_scan`);
+- **in a wait** (:func:`wait`: Kazi's wait for its scan): the wait ends at once, never in the middle of a
+  call (a call to Airflow's task API, a scan submitted and its id not yet stored);
 - **inside** :class:`hold_stops` (a rotating refresh token spent and its successor not yet stored): the
-  stop is raised when the held work ends. Cutting it would lose the refresh chain for good.
+  stop is raised when the held work ends; cutting it would lose the refresh chain for good. Such work in
+  another thread (pages and tokens fetched by worker threads) is waited for, up to
+  :data:`HOLD_GRACE_SECONDS`, before a stopped scan ends (worker threads die with the process).
 
-Stdlib only and imported by the operators' modules: the signal handler must not import anything.
+Nothing here takes a lock in the signal handler: the handler interrupts the main thread wherever it is,
+perhaps inside that very lock (a ``threading.Event`` would deadlock there). Stdlib only and imported by the
+operators' modules: the handler imports nothing.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -30,13 +36,33 @@ from airflow_vendorauth.exceptions import ScanStopped
 
 #: What :class:`ScanStopped` says when a scan is stopped.
 STOPPED = "the task was told to stop (SIGTERM): the scan ends, its pages committed"
+#: How long a stopped scan waits for other threads' held work (a refresh token's rotation) before it
+#: ends: within the 5 s between Airflow's SIGTERM and its SIGKILL, leaving time for the final commit.
+HOLD_GRACE_SECONDS = 2.5
 
-#: A stop was asked of the task this process runs (cleared when an operator's execute starts).
-_asked = threading.Event()
+
+class _TaskStop:
+    """The stop asked of the task this process runs: plain attributes, so the signal handler takes no lock."""
+
+    def __init__(self) -> None:
+        self.asked = False
+        #: ``dag_id.task_id`` of the task it was asked of (Airflow calls ``on_kill`` on the task before its
+        #: per-try copy exists if the signal comes early: the copy has the same ids, not the same object).
+        self.of: str | None = None
+
+
+_stop = _TaskStop()
 #: The scans running in this process, innermost last (a task runs one at a time).
 _running: list[StopPoint] = []
-#: Per thread: how deep in :class:`hold_stops` it is, and the stop it held back.
+#: Per thread: how deep in :class:`hold_stops` it is, the stop it held back, whether it is in :func:`wait`.
 _local = threading.local()
+#: Held work in all threads (a stopped scan waits for the other threads' to end).
+_holds = 0
+_holds_changed = threading.Condition()
+
+
+class _WakeUp(BaseException):
+    """Raised by the signal handler into :func:`wait`'s sleep, and caught there."""
 
 
 class StopPoint:
@@ -76,11 +102,18 @@ class hold_stops:  # a statement more than a class: ``with hold_stops():``
     (when it ends with an error, the error goes on; the scan stops after its next page)."""
 
     def __enter__(self) -> None:
-        _local.held = getattr(_local, "held", 0) + 1
+        global _holds
+        _local.held = getattr(_local, "held", 0) + 1  # first: from here on the handler holds its stop back
+        with _holds_changed:
+            _holds += 1
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        global _holds
+        with _holds_changed:
+            _holds -= 1
+            _holds_changed.notify_all()
         _local.held -= 1
         if _local.held == 0 and (point := getattr(_local, "deferred", None)) is not None:
             _local.deferred = None
@@ -88,37 +121,84 @@ class hold_stops:  # a statement more than a class: ``with hold_stops():``
                 point.stop()
 
 
-def begin_task() -> None:
-    """An operator's execute starts: a stop asked of an earlier task run in this process is forgotten."""
-    _asked.clear()
+def _wait_for_other_threads_holds(seconds: float) -> None:
+    """A stopped scan is about to end its try (and the process): let held work in worker threads finish."""
+    mine = getattr(_local, "held", 0)
+    with _holds_changed:
+        _holds_changed.wait_for(lambda: _holds <= mine, timeout=seconds)
 
 
-def stop_task() -> None:
+def _task_name(task: object) -> str:
+    return f"{getattr(task, 'dag_id', None)}.{getattr(task, 'task_id', None)}"
+
+
+@contextmanager
+def task_running(task: object) -> Iterator[None]:
+    """An operator's execute: a stop asked of this task before it began (while Airflow rendered its
+    templates) stands; one asked of an earlier task run in this process is forgotten, and so is this one's
+    when the execute ends (a retry in the same process starts clean)."""
+    if _stop.of != _task_name(task):
+        _stop.asked = False
+    try:
+        yield
+    finally:
+        _stop.asked, _stop.of = False, None
+
+
+def stop_task(task: object = None) -> None:
     """The operators' ``on_kill``, called from Airflow's SIGTERM handler: stop this process's task."""
-    _asked.set()
+    _stop.of, _stop.asked = _task_name(task), True
     if _running:
         _running[-1].stop()
+    if getattr(_local, "waiting", False):
+        _local.waiting = False  # first: a second signal must not raise into wait()'s own handling
+        raise _WakeUp
+
+
+def forget_stop() -> None:
+    """A fresh process's state: no stop asked, no scan running (tests)."""
+    _stop.asked, _stop.of = False, None
+    _running.clear()
 
 
 def stop_asked() -> bool:
-    return _asked.is_set()
+    return _stop.asked
 
 
 def wait(seconds: float) -> bool:
-    """Sleep up to ``seconds``; True (at once) when the task is told to stop."""
-    return _asked.wait(seconds)
+    """Sleep up to ``seconds``; True when the task is told to stop, before or while it sleeps: at once when
+    Airflow's signal handler interrupts this thread's sleep, within :data:`_WAIT_SLICE_SECONDS` when the
+    stop comes from another thread."""
+    deadline = time.monotonic() + seconds
+    try:
+        _local.waiting = True
+        while not _stop.asked and (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(left, _WAIT_SLICE_SECONDS))
+        _local.waiting = False
+    except _WakeUp:
+        return True
+    return _stop.asked
+
+
+#: :func:`wait` looks at the stop this often (a stop from the signal handler wakes it at once).
+_WAIT_SLICE_SECONDS = 0.25
 
 
 @contextmanager
 def running_scan() -> Iterator[StopPoint]:
     """A scan writing pages: stops reach it through the :class:`StopPoint` it yields. A task told to stop
-    before its scan started gets :class:`ScanStopped` here, before any page is fetched."""
+    before its scan started gets :class:`ScanStopped` here, before any page is fetched. A stopped scan
+    waits up to :data:`HOLD_GRACE_SECONDS` for held work in other threads before it ends."""
     point = StopPoint()
     try:
         _running.append(point)  # first, then the check: a stop in between is not missed
-        if _asked.is_set():
+        if _stop.asked:
             raise ScanStopped("the task was told to stop (SIGTERM) before its scan started: no page was fetched")
         yield point
+    except ScanStopped:
+        point.done = True
+        _wait_for_other_threads_holds(HOLD_GRACE_SECONDS)
+        raise
     finally:
         point.done = True
         if point in _running:

@@ -47,13 +47,15 @@ from airflow_vendorauth.auth.cache import (
 from airflow_vendorauth.auth.token import AccessToken
 from airflow_vendorauth.auth.token_endpoint import TokenEndpoint
 from airflow_vendorauth.exceptions import TokenRequestError
-from airflow_vendorauth.stopping import hold_stops
+from airflow_vendorauth.stopping import hold_stops, stop_asked
 
 FAILURE_MEMORY_SECONDS = 30.0
 #: How long a refresher waits for the other processes to republish their copies of a chain the shared
 #: cache has lost (each one does before it queues for the lock, and every CHAIN_REPUBLISH_SECONDS
 #: while it makes calls), before it spends the highest generation.
 CHAIN_HEAL_SECONDS = 1.5
+#: The same, once the task was told to stop (within stopping.HOLD_GRACE_SECONDS).
+CHAIN_STORE_RETRY_SECONDS_WHEN_STOPPING = 1.0
 #: How often a process that holds a chain (and makes calls) offers its copy back to the shared cache, in
 #: a thread of its own: the process that rotated last holds a fresh token and would otherwise not touch
 #: the cache until its next refresh, however long the others wait for the newest copy.
@@ -146,14 +148,7 @@ class TokenProvider:
             raise
 
     def _refresh(self) -> AccessToken:
-        """Spend the newest refresh token and keep the one that replaces it (called under the fetch lock).
-
-        A stop of the task (Airflow's SIGTERM) waits until it is done: cut between the server's rotation
-        and the store of the new refresh token, the chain would be lost for good (``stopping.py``)."""
-        with hold_stops():
-            return self._spend_and_keep()
-
-    def _spend_and_keep(self) -> AccessToken:
+        """Spend the newest refresh token and keep the one that replaces it (called under the fetch lock)."""
         assert self._refresh_seed is not None
         mine = self._memory.load_refresh_token(self.key)
         found = self._shared.load_refresh_token(self.key) if self._shared is not None else None
@@ -168,6 +163,13 @@ class TokenProvider:
         current = newest(found, mine) or RefreshChain(self._refresh_seed, 0)
         if self._shared is not None and mine is not None and (found is None or mine.generation > found.generation):
             self._store_chain(mine)  # an earlier write failed: it goes back before anyone else refreshes
+        with hold_stops():
+            return self._spend(current)
+
+    def _spend(self, current: RefreshChain) -> AccessToken:
+        """Spend ``current`` and keep the refresh token that replaces it. A stop of the task (Airflow's
+        SIGTERM) waits until it is done: cut between the server's rotation and the store of the new refresh
+        token, the chain would be lost for good (``stopping.py``); the retries end once a stop is asked."""
         try:
             token = self.endpoint.fetch(current.refresh_token)
         except TokenRequestError as error:
@@ -229,6 +231,8 @@ class TokenProvider:
                     self.endpoint.vendor, self.endpoint.conn_id, self._shared.name, CHAIN_STORE_RETRY_SECONDS,
                 )
                 said = True
+            if stop_asked():  # the SIGKILL comes 5 s after the SIGTERM: leave time for the scan's commit
+                deadline = min(deadline, time.monotonic() + CHAIN_STORE_RETRY_SECONDS_WHEN_STOPPING)
             if time.monotonic() >= deadline:
                 self._log.error(
                     "%s connection %r: the newest refresh token (generation %d) is kept ONLY in this process's "

@@ -119,36 +119,37 @@ class VendorApiOperator(OpenLineageMethods, BaseOperator):
         from airflow_vendorauth.hooks.base import hook_for_connection
         from airflow_vendorauth.operators.output_path import check_output_path
 
-        stopping.begin_task()
-        if self.output_path:
-            check_output_path(str(self.output_path), self.task_id)
-        with hook_for_connection(self.conn_id) as hook:
-            if not self.paginate:
-                single = self._single_call(hook)
-                if self.output_path:
-                    self._record_asset_event(context, single)
-                return single
+        with stopping.task_running(self):
             if self.output_path:
-                from airflow_vendorauth.operators.streaming import stream_to_jsonl
+                check_output_path(str(self.output_path), self.task_id)
+            with hook_for_connection(self.conn_id) as hook:
+                if not self.paginate:
+                    single = self._single_call(hook)
+                    if self.output_path:
+                        self._record_asset_event(context, single)
+                    return single
+                if self.output_path:
+                    from airflow_vendorauth.operators.streaming import stream_to_jsonl
 
-                result = stream_to_jsonl(
-                    hook,
-                    self.endpoint,
-                    str(self.output_path),
-                    context=context,
-                    log=self.log,  # type: ignore[arg-type]
-                    checkpoint_key=self.checkpoint_key,
-                    options=self._paging_options(),
-                    progress_every=self.progress_every,
-                    fail_on_shortfall=self.fail_on_shortfall,
-                )
-                self._record_asset_event(context, result)
-                return result
-            return self._records_for_xcom(hook)
+                    result = stream_to_jsonl(
+                        hook,
+                        self.endpoint,
+                        str(self.output_path),
+                        context=context,
+                        log=self.log,  # type: ignore[arg-type]
+                        checkpoint_key=self.checkpoint_key,
+                        options=self._paging_options(),
+                        progress_every=self.progress_every,
+                        fail_on_shortfall=self.fail_on_shortfall,
+                    )
+                    self._record_asset_event(context, result)
+                    return result
+                with stopping.running_scan():  # nothing to commit: a stop ends it at once
+                    return self._records_for_xcom(hook)
 
     def on_kill(self) -> None:
         super().on_kill()
-        stopping.stop_task()  # Airflow's SIGTERM: the scan ends now, what it wrote committed for the retry
+        stopping.stop_task(self)  # Airflow's SIGTERM: the scan ends now, what it wrote committed for the retry
 
     def _single_call(self, hook: Any) -> Any:
         response = hook.request(

@@ -134,6 +134,8 @@ class KaziScanOperator(OpenLineageMethods, ResumableJobMixin, BaseOperator):
     # ---- ResumableJobMixin --------------------------------------------------------------------------------
 
     def submit_job(self, context: Context) -> str:
+        if stopping.stop_asked():  # told to stop while Airflow prepared the task: submit nothing
+            raise ScanStopped(f"the task was told to stop (SIGTERM) before its Kazi {self.scan_type} scan was submitted")
         items = self._load_items()
         hook = self._hook()
         response = hook.request("POST", self._endpoint(self.submit_endpoint), json={ITEMS_FIELD[self.scan_type]: items})
@@ -163,9 +165,16 @@ class KaziScanOperator(OpenLineageMethods, ResumableJobMixin, BaseOperator):
             if time.monotonic() >= deadline:
                 raise KaziScanError(f"Kazi {self.scan_type} scan {external_id} still {status} after {self.scan_timeout}")
             if stopping.wait(self.poll_interval):
+                kept = context.get("task_state_store") is not None and getattr(self, "durable", False)
                 raise ScanStopped(
                     f"the task was told to stop (SIGTERM) while Kazi {self.scan_type} scan {external_id} ran: "
-                    "the scan runs on at Kazi, and a retry reconnects to it (its id is in task_state_store)"
+                    "the scan runs on at Kazi, and "
+                    + (
+                        "a retry reconnects to it (its id is in task_state_store)"
+                        if kept
+                        else "a retry submits a new one (no task_state_store to keep its id: Airflow 3.3+, "
+                        "durable=True)"
+                    )
                 )
         # On a reconnect the mixin returns what this returns, on a fresh submit it calls
         # get_job_result next: collect here once, and let get_job_result serve the memo.
@@ -203,18 +212,19 @@ class KaziScanOperator(OpenLineageMethods, ResumableJobMixin, BaseOperator):
             return {**result, "scan_id": external_id}
         from airflow_vendorauth.operators.streaming import collect_for_xcom
 
-        return collect_for_xcom(hook.paginate(endpoint), self.max_xcom_records, f"{self.task_id}: {endpoint}")
+        with stopping.running_scan():  # nothing to commit: a stop ends it at once
+            return collect_for_xcom(hook.paginate(endpoint), self.max_xcom_records, f"{self.task_id}: {endpoint}")
 
     # ---- execution ------------------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
         try:
-            return self._execute(context)
+            with stopping.task_running(self):
+                return self._execute(context)
         finally:
             self._end_of_try()
 
     def _execute(self, context: Context) -> Any:
-        stopping.begin_task()
         if self.output_path:  # before a scan is submitted: a scan whose results cannot be written is wasted
             from airflow_vendorauth.operators.output_path import check_output_path
 
@@ -251,12 +261,13 @@ class KaziScanOperator(OpenLineageMethods, ResumableJobMixin, BaseOperator):
 
     def on_kill(self) -> None:
         super().on_kill()
-        stopping.stop_task()  # Airflow's SIGTERM: the wait or the results' scan ends now, what it wrote committed
+        stopping.stop_task(self)  # Airflow's SIGTERM: the wait or the results' scan ends now, what it wrote committed
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         if event.get("status") != "success":
             raise KaziScanError(event.get("message", f"Kazi scan {event.get('scan_id')} failed"))
         try:
-            return self.get_job_result(event["scan_id"], context)
+            with stopping.task_running(self):
+                return self.get_job_result(event["scan_id"], context)
         finally:
             self._end_of_try()

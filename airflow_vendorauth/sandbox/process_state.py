@@ -13,7 +13,7 @@ def forget_process_state() -> None:
     from airflow_vendorauth.hooks.async_connections import forget_async_reads
     from airflow_vendorauth.hooks.masking import forget_masked
     from airflow_vendorauth.hooks.shared_cache import forget_shared_caches
-    from airflow_vendorauth.stopping import begin_task
+    from airflow_vendorauth.stopping import forget_stop
 
     MEMORY_CACHE.clear()
     forget_remembered_failures()
@@ -22,4 +22,4 @@ def forget_process_state() -> None:
     forget_masked()
     forget_warnings()
     forget_keys_and_nonces()
-    begin_task()
+    forget_stop()

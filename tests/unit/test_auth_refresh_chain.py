@@ -248,8 +248,32 @@ def test_a_stop_during_a_refresh_waits_until_the_new_refresh_token_is_stored(
     server = SignalledMidRotation()
     with pytest.raises(ScanStopped), stopping.running_scan():
         provider(server, FileTokenCache(tmp_path, cipher)).get_token()
-    stopping.begin_task()
+    stopping.forget_stop()
     retry = provider(RotatingServer(), FileTokenCache(tmp_path, cipher))  # another process, memory empty
     retry.endpoint.valid = server.valid  # type: ignore[attr-defined]
     assert retry.get_token().access_token == "at-1"
     assert retry.endpoint.spent == ["rt-1"]  # type: ignore[attr-defined]
+
+
+def test_a_stop_during_a_refresh_whose_store_keeps_failing_ends_well_before_the_sigkill(
+    tmp_path: Path, cipher: TokenCipher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store of the new refresh token is retried for 5 s; once the task was told to stop, for 1 s: the
+    scan still gets its final commit before the supervisor's SIGKILL (5 s after the SIGTERM)."""
+    from airflow_vendorauth import stopping
+    from airflow_vendorauth.exceptions import ScanStopped
+
+    monkeypatch.setattr(provider_module, "CHAIN_STORE_RETRY_SECONDS", 5.0)
+
+    class SignalledMidRotation(RotatingServer):
+        def fetch(self, refresh_token: str | None = None) -> AccessToken:
+            token = super().fetch(refresh_token)
+            stopping.stop_task()
+            return token
+
+    shared = FlakyFileCache(tmp_path, cipher)
+    shared.failing = True
+    started = time.monotonic()
+    with pytest.raises(ScanStopped), stopping.running_scan():
+        provider(SignalledMidRotation(), shared).get_token()
+    assert time.monotonic() - started < 2.5

@@ -146,15 +146,73 @@ def test_each_operators_on_kill_stops_the_scan_it_runs(which: str) -> None:
 
 
 def test_a_task_told_to_stop_before_its_scan_does_not_start_it() -> None:
-    """SIGTERM during a task's set-up (its token fetch, Kazi's wait): no scan running to stop, so the stop
-    is remembered and the scan refuses to start; the next task run in this process starts clean."""
-    VendorApiOperator(task_id="t", conn_id="c", endpoint="/e").on_kill()
-    with pytest.raises(ScanStopped, match="before its scan started"), stopping.running_scan():
-        pytest.fail("the scan started after the task was told to stop")
-    assert not stopping._running
-    stopping.begin_task()
-    with stopping.running_scan() as point:
+    """SIGTERM during a task's set-up (its token fetch): no scan running to stop, so the stop is remembered
+    and the scan refuses to start; once the task's execute ends, the next one starts clean."""
+    task = VendorApiOperator(task_id="t", conn_id="c", endpoint="/e")
+    with stopping.task_running(task):
+        task.on_kill()
+        with pytest.raises(ScanStopped, match="before its scan started"), stopping.running_scan():
+            pytest.fail("the scan started after the task was told to stop")
+        assert not stopping._running
+    with stopping.task_running(task), stopping.running_scan() as point:
         assert not point.asked
+
+
+def test_a_stop_between_the_scans_registration_and_its_check_is_not_missed(monkeypatch: pytest.MonkeyPatch) -> None:
+    class SignalledOnAppend(list):  # type: ignore[type-arg]
+        def append(self, point: Any) -> None:
+            stopping.stop_task()  # the handler runs just before the scan is registered
+            super().append(point)
+
+    monkeypatch.setattr(stopping, "_running", SignalledOnAppend())
+    with pytest.raises(ScanStopped), stopping.running_scan():
+        pytest.fail("the scan started after the task was told to stop")
+
+
+class FakeHook:
+    """A hook whose pages are counted: the stop must come before the first one."""
+
+    def __init__(self) -> None:
+        self.pages_asked = 0
+        self.profile = type("Profile", (), {"display_name": "Fake"})()
+        self.api_retries, self.conn_id = 0, "c"
+
+    def __enter__(self) -> FakeHook:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def page_batches(self, endpoint: str, options: Any) -> Any:
+        from airflow_vendorauth.pagination.walk import PageBatch
+
+        for page in range(3):
+            self.pages_asked += 1
+            yield PageBatch(records=[{"id": page}], next_request=None, total=None)
+
+
+@pytest.mark.parametrize("output", [None, "scan.jsonl"])
+def test_a_stop_before_execute_stands_for_the_same_task_and_not_for_another(
+    output: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Airflow installs its SIGTERM handler before it renders templates and copies the task for the try:
+    ``on_kill`` may reach the task (or the object it is copied from) before ``execute``. The stop stands
+    for that task, not for the next task this process runs."""
+    import copy
+
+    from airflow_vendorauth.hooks import base
+
+    hook = FakeHook()
+    monkeypatch.setattr(base, "hook_for_connection", lambda conn_id: hook)
+    path = str(tmp_path / output) if output else None
+    task = VendorApiOperator(task_id="t", conn_id="c", endpoint="/e", output_path=path)
+    task.on_kill()  # the signal came while Airflow prepared the try
+    with pytest.raises(ScanStopped, match="before its scan started"):
+        copy.deepcopy(task).execute({})  # the try's copy
+    assert hook.pages_asked == 0
+    VendorApiOperator(task_id="another", conn_id="c", endpoint="/e").on_kill()
+    task.execute({})  # a stop asked of another task does not stop this one
+    assert hook.pages_asked == 3
 
 
 def test_a_stop_inside_held_work_is_raised_when_it_ends() -> None:
@@ -181,14 +239,68 @@ def test_held_work_that_fails_keeps_its_error_and_the_scan_stops_after_its_page(
             point.page_written()
 
 
-def test_kazis_wait_for_its_scan_ends_when_the_task_is_told_to_stop(monkeypatch: pytest.MonkeyPatch) -> None:
-    """KaziScanOperator, not deferrable, waits for its scan between status calls: a stop ends the wait at
-    once (a 60 s poll interval here), never in the middle of a call; the scan's id stays stored."""
+def test_a_stopped_scan_waits_for_held_work_in_a_worker_thread() -> None:
+    """With concurrency, token refreshes run in the page threads, which die with the process: a stopped
+    scan lets a rotation in flight there store its new refresh token before the try ends."""
+    stored: list[str] = []
+    entered = threading.Event()
+
+    def refresh_in_a_worker() -> None:
+        with stopping.hold_stops():
+            entered.set()
+            import time
+
+            time.sleep(0.5)  # the server's answer, then the store
+            stored.append("rt-1")
+
+    worker = threading.Thread(target=refresh_in_a_worker, daemon=True)
+    with pytest.raises(ScanStopped), stopping.running_scan():
+        worker.start()
+        entered.wait(5)
+        stopping.stop_task()
+    assert stored == ["rt-1"], "the scan ended before the worker's rotation was stored"
+
+
+def test_the_wait_for_other_threads_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     import time
+
+    monkeypatch.setattr(stopping, "HOLD_GRACE_SECONDS", 0.3)
+    release = threading.Event()
+
+    def stuck() -> None:
+        with stopping.hold_stops():
+            release.wait(10)
+
+    threading.Thread(target=stuck, daemon=True).start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    try:
+        with pytest.raises(ScanStopped), stopping.running_scan():
+            stopping.stop_task()
+        assert time.monotonic() - started < 2  # the SIGKILL comes 5 s after the SIGTERM
+    finally:
+        release.set()
+
+
+def kazi_task(**kwargs: Any) -> Any:
+    from datetime import timedelta
 
     from airflow_vendorauth.operators.kazi_scan import KaziScanOperator
 
-    task = KaziScanOperator(task_id="t", scan_type="job", items=[{}], poll_interval=60, deferrable=False)
+    # a scan_timeout below the poll interval: a wait that ignores the stop fails (KaziScanError), not hangs
+    return KaziScanOperator(
+        task_id="t", scan_type="job", items=[{}], poll_interval=30, deferrable=False,
+        scan_timeout=timedelta(seconds=20), **kwargs,
+    )
+
+
+def test_kazis_wait_for_its_scan_ends_at_once_on_the_signal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """KaziScanOperator, not deferrable, sleeps between status calls: Airflow's SIGTERM handler (here a
+    SIGALRM one, in this main thread) ends the sleep at once, never a call in progress."""
+    import signal
+    import time
+
+    task = kazi_task()
     statuses: list[str] = []
 
     def status(external_id: Any, context: Any) -> str:
@@ -196,9 +308,97 @@ def test_kazis_wait_for_its_scan_ends_when_the_task_is_told_to_stop(monkeypatch:
         return "Running"
 
     monkeypatch.setattr(task, "get_job_status", status)
-    threading.Timer(0.3, task.on_kill).start()  # from another thread: nothing is raised there
+    monkeypatch.setattr(stopping, "_WAIT_SLICE_SECONDS", 30.0)  # only the handler can end this wait early
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: task.on_kill())
     started = time.monotonic()
-    with pytest.raises(ScanStopped, match="a retry reconnects to it"):
-        task.poll_until_complete("scan-1", {})
-    assert time.monotonic() - started < 10
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with stopping.task_running(task), pytest.raises(ScanStopped, match="a retry reconnects to it"):
+            task.poll_until_complete("scan-1", {"task_state_store": object()})
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - started < 2
     assert statuses == ["running"]
+
+
+def test_kazis_wait_ends_on_a_stop_from_another_thread_and_says_when_no_retry_can_reconnect(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    task = kazi_task()
+    monkeypatch.setattr(task, "get_job_status", lambda external_id, context: "Running")
+    threading.Timer(0.3, task.on_kill).start()
+    started = time.monotonic()
+    with stopping.task_running(task), pytest.raises(ScanStopped, match="a retry submits a new one"):
+        task.poll_until_complete("scan-1", {})  # no task_state_store: nothing keeps the scan's id
+    assert time.monotonic() - started < 2
+
+
+def test_kazi_submits_no_scan_when_told_to_stop_before_it() -> None:
+    task = kazi_task()
+    task.on_kill()
+    with stopping.task_running(task), pytest.raises(ScanStopped, match="before its Kazi job scan was submitted"):
+        task.submit_job({})
+
+
+STRESS = """
+import random, signal, time
+from airflow_vendorauth import stopping
+
+class Task:
+    dag_id, task_id = "d", "t"
+
+task = Task()
+signal.signal(signal.SIGALRM, lambda signum, frame: stopping.stop_task(task))
+for trial in range(300):
+    signal.setitimer(signal.ITIMER_REAL, random.uniform(0, 0.002))
+    try:
+        end = time.monotonic() + 0.003
+        while time.monotonic() < end:  # the signal lands anywhere in these, again and again
+            with stopping.task_running(task):
+                stopping.wait(0)
+                with stopping.hold_stops():
+                    pass
+    except BaseException as exc:  # a stop raised at the end of the hold
+        assert type(exc).__name__ == "ScanStopped", repr(exc)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+print("done")
+"""
+
+
+def test_the_signal_handler_never_blocks_whatever_it_interrupts() -> None:
+    """The handler runs in the main thread wherever it stands: inside a lock that thread holds, it must
+    not take that lock (a threading.Event in wait() or task_running() deadlocked the task until SIGKILL).
+    300 signals at random points of a tight loop around the wait, the task's start and end, and a hold
+    (the Event-based version hung in 4 runs of 4 within 20 s)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", STRESS], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.startswith("done"), done.stderr[-3000:]
+
+
+def test_no_call_is_retried_once_the_task_is_told_to_stop() -> None:
+    """A backoff after the SIGTERM would hold the scan past the SIGKILL: the error goes on at once."""
+    import tenacity
+
+    from airflow_vendorauth.retry import RetryPolicy, retry_arguments
+
+    class Transient(Exception):
+        retryable = True
+
+    attempts: list[int] = []
+
+    def call() -> None:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) == 2:
+            stopping.stop_task()  # the signal comes while the second attempt runs (in a page thread)
+        raise Transient("503")
+
+    policy = RetryPolicy(max_attempts=5, initial_wait_seconds=0.01, max_wait_seconds=0.01)
+    retrying = tenacity.Retrying(**retry_arguments(policy, logger=logging.getLogger("test"), what="call"))
+    with pytest.raises(Transient):
+        retrying(call)
+    assert attempts == [1, 2]
