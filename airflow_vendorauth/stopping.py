@@ -17,7 +17,8 @@ The operators' ``on_kill`` calls :func:`stop_task`. What happens then depends on
 - **inside** :class:`hold_stops` (a rotating refresh token spent and its successor not yet stored): the
   stop is raised when the held work ends; cutting it would lose the refresh chain for good. Such work in
   another thread (pages and tokens fetched by worker threads) is waited for, up to
-  :data:`HOLD_GRACE_SECONDS`, before a stopped scan ends (worker threads die with the process).
+  :data:`HOLD_GRACE_SECONDS`, before a stopped execute ends (worker threads die with the process), and
+  none begins once the task is told to stop.
 
 Nothing here takes a lock in the signal handler: the handler interrupts the main thread wherever it is,
 perhaps inside that very lock (a ``threading.Event`` would deadlock there). Stdlib only and imported by the
@@ -36,8 +37,8 @@ from airflow_vendorauth.exceptions import ScanStopped
 
 #: What :class:`ScanStopped` says when a scan is stopped.
 STOPPED = "the task was told to stop (SIGTERM): the scan ends, its pages committed"
-#: How long a stopped scan waits for other threads' held work (a refresh token's rotation) before it
-#: ends: within the 5 s between Airflow's SIGTERM and its SIGKILL, leaving time for the final commit.
+#: How long a stopped execute waits for other threads' held work (a refresh token's rotation) before it
+#: ends: within the 5 s between Airflow's SIGTERM and its SIGKILL, after the final commit.
 HOLD_GRACE_SECONDS = 2.5
 
 
@@ -49,6 +50,10 @@ class _TaskStop:
         #: ``dag_id.task_id`` of the task it was asked of (Airflow calls ``on_kill`` on the task before its
         #: per-try copy exists if the signal comes early: the copy has the same ids, not the same object).
         self.of: str | None = None
+        #: The task whose execute runs now, and the one whose execute ended last: ``on_kill`` after the
+        #: execute ended (Airflow's execution_timeout calls it then) stops nothing, least of all a retry.
+        self.running: str | None = None
+        self.ended: str | None = None
 
 
 _stop = _TaskStop()
@@ -136,18 +141,27 @@ def _task_name(task: object) -> str:
 def task_running(task: object) -> Iterator[None]:
     """An operator's execute: a stop asked of this task before it began (while Airflow rendered its
     templates) stands; one asked of an earlier task run in this process is forgotten, and so is this one's
-    when the execute ends (a retry in the same process starts clean)."""
-    if _stop.of != _task_name(task):
+    when the execute ends (a retry in the same process starts clean). A stopped execute waits up to
+    :data:`HOLD_GRACE_SECONDS` for held work in other threads before it ends (they die with the process)."""
+    name = _task_name(task)
+    if _stop.of != name:
         _stop.asked = False
+    _stop.running, _stop.ended = name, None
     try:
         yield
     finally:
+        _stop.running, _stop.ended = None, name
+        if _stop.asked:
+            _wait_for_other_threads_holds(HOLD_GRACE_SECONDS)
         _stop.asked, _stop.of = False, None
 
 
 def stop_task(task: object = None) -> None:
     """The operators' ``on_kill``, called from Airflow's SIGTERM handler: stop this process's task."""
-    _stop.of, _stop.asked = _task_name(task), True
+    name = _task_name(task)
+    if _stop.running is None and _stop.ended == name:
+        return  # its execute has ended: nothing to stop (an execution_timeout's on_kill)
+    _stop.of, _stop.asked = name, True
     if _running:
         _running[-1].stop()
     if getattr(_local, "waiting", False):
@@ -156,13 +170,15 @@ def stop_task(task: object = None) -> None:
 
 
 def forget_stop() -> None:
-    """A fresh process's state: no stop asked, no scan running (tests)."""
-    _stop.asked, _stop.of = False, None
+    """A fresh process's state: no stop asked, no task or scan running (tests)."""
+    _stop.asked, _stop.of, _stop.running, _stop.ended = False, None, None, None
     _running.clear()
 
 
 def stop_asked() -> bool:
-    return _stop.asked
+    """Whether the task running now was told to stop (False outside an operator's execute: a ``@task``'s
+    hook calls and triggers are never stopped here)."""
+    return _stop.asked and _stop.running is not None
 
 
 def wait(seconds: float) -> bool:
@@ -172,12 +188,13 @@ def wait(seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     try:
         _local.waiting = True
-        while not _stop.asked and (left := deadline - time.monotonic()) > 0:
+        while not stop_asked() and (left := deadline - time.monotonic()) > 0:
             time.sleep(min(left, _WAIT_SLICE_SECONDS))
-        _local.waiting = False
     except _WakeUp:
         return True
-    return _stop.asked
+    finally:
+        _local.waiting = False  # whatever ends the wait (a timeout's exception too): no wake-up left behind
+    return stop_asked()
 
 
 #: :func:`wait` looks at the stop this often (a stop from the signal handler wakes it at once).
@@ -187,18 +204,13 @@ _WAIT_SLICE_SECONDS = 0.25
 @contextmanager
 def running_scan() -> Iterator[StopPoint]:
     """A scan writing pages: stops reach it through the :class:`StopPoint` it yields. A task told to stop
-    before its scan started gets :class:`ScanStopped` here, before any page is fetched. A stopped scan
-    waits up to :data:`HOLD_GRACE_SECONDS` for held work in other threads before it ends."""
+    before its scan started gets :class:`ScanStopped` here, before any page is fetched."""
     point = StopPoint()
     try:
         _running.append(point)  # first, then the check: a stop in between is not missed
-        if _stop.asked:
+        if stop_asked():
             raise ScanStopped("the task was told to stop (SIGTERM) before its scan started: no page was fetched")
         yield point
-    except ScanStopped:
-        point.done = True
-        _wait_for_other_threads_holds(HOLD_GRACE_SECONDS)
-        raise
     finally:
         point.done = True
         if point in _running:

@@ -5,8 +5,8 @@ A DPoP-bound token (RFC 9449, :mod:`.dpop`) goes as ``Authorization: DPoP`` with
 key on every request; the API's demand for a nonce is answered by one more send with the nonce (the
 token is fine, so it is not dropped), before the 401 rule above applies.
 
-Only requests to the API's own origin get the credentials, and only a 401 from that origin says
-anything about the token: a request to another origin (an absolute URL, a redirect) travels without
+Only requests to the API's own origin get the credentials, and only a 401 from that origin, to a request
+that carried them, says anything about the token: a request to another origin (an absolute URL, a redirect) travels without
 our headers, so its 401 is about their absence and must not evict a good token.
 
 httpx runs the auth flow outside its redirect handling, so the headers set here would follow a
@@ -53,13 +53,20 @@ class VendorAuth(httpx.Auth):
     def _ours(self, url: httpx.URL) -> bool:
         return origin_of(url) == self.origin
 
+    def _refused(self, response: httpx.Response) -> bool:
+        """A 401 about our token: from the API's origin, to a request that carried it. A redirect that went
+        to another origin and came back home arrives without it (stripped on the way out, never put back):
+        that 401 is about its absence, and a good token must not be dropped (a rotation spent) for it."""
+        sent = response.request
+        return response.status_code == 401 and self._ours(sent.url) and "Authorization" in sent.headers
+
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if not self._ours(request.url):
             yield request
             return
         token = self.provider.get_token()
         response = yield from self._send(request, token)
-        if response.status_code == 401 and self._ours(response.request.url):
+        if self._refused(response):
             self.provider.invalidate(token)
             yield from self._send(request, self.provider.get_token())
 
@@ -72,7 +79,7 @@ class VendorAuth(httpx.Auth):
         step: httpx.Request | httpx.Response = next(flow)
         while isinstance(step, httpx.Request):
             step = _step(flow, (yield step))
-        if step.status_code == 401 and self._ours(step.request.url):
+        if self._refused(step):
             await self.provider.ainvalidate(token)
             flow = self._send(request, await self.provider.aget_token())
             step = next(flow)

@@ -46,7 +46,7 @@ from airflow_vendorauth.auth.cache import (
 )
 from airflow_vendorauth.auth.token import AccessToken
 from airflow_vendorauth.auth.token_endpoint import TokenEndpoint
-from airflow_vendorauth.exceptions import TokenRequestError
+from airflow_vendorauth.exceptions import ScanStopped, TokenRequestError
 from airflow_vendorauth.stopping import hold_stops, stop_asked
 
 FAILURE_MEMORY_SECONDS = 30.0
@@ -164,6 +164,8 @@ class TokenProvider:
         if self._shared is not None and mine is not None and (found is None or mine.generation > found.generation):
             self._store_chain(mine)  # an earlier write failed: it goes back before anyone else refreshes
         with hold_stops():
+            if stop_asked():  # a rotation begun now could be cut by the SIGKILL: the chain would be lost
+                raise ScanStopped("the task was told to stop (SIGTERM): its refresh token is not spent now")
             return self._spend(current)
 
     def _spend(self, current: RefreshChain) -> AccessToken:
@@ -221,7 +223,8 @@ class TokenProvider:
     def _store_chain(self, chain: RefreshChain) -> None:
         """Write the next refresh token to the shared cache, retrying through a blip (under the lock)."""
         assert self._shared is not None
-        deadline = time.monotonic() + CHAIN_STORE_RETRY_SECONDS
+        started = time.monotonic()
+        deadline = started + CHAIN_STORE_RETRY_SECONDS
         said = False
         while not self._shared.store_refresh_token(self.key, chain):
             if not said:
@@ -239,7 +242,7 @@ class TokenProvider:
                     "memory: the %s cache refused it for %.0f s. This process gives it back to the cache on its "
                     "next token request; if it ends first, the chain is lost and needs a new seed",
                     self.endpoint.vendor, self.endpoint.conn_id, chain.generation, self._shared.name,
-                    CHAIN_STORE_RETRY_SECONDS,
+                    time.monotonic() - started,
                 )
                 return
             time.sleep(_CHAIN_STORE_PAUSE_SECONDS)

@@ -269,6 +269,23 @@ def router(state: SandboxState) -> APIRouter:
         state.count("oauth2", "redirects")
         return Response(status_code=status, headers={"Location": str(target)})
 
+    @api.get("/oauth2-api/away/{resource}")
+    async def away(resource: str, request: Request) -> Response:
+        """307 to another origin (this server as ``localhost``: a CDN, a storage bucket), which sends the
+        request back home (``/back``): the credentials must not go there, nor come back by themselves."""
+        state.count("oauth2", "redirects")
+        target = request.url.replace(hostname="localhost", path=f"/oauth2-api/back/{resource}")
+        return Response(status_code=307, headers={"Location": str(target)})
+
+    @api.get("/oauth2-api/back/{resource}")
+    async def back(resource: str, request: Request) -> Response:
+        carried = [name for name in ("authorization", "dpop") if name in request.headers]
+        state.count("oauth2", "foreign_hops")
+        if carried:
+            state.count("oauth2", "credentials_sent_to_another_origin")
+        target = request.url.replace(hostname="127.0.0.1", path=f"/oauth2-api/{resource}")
+        return Response(status_code=307, headers={"Location": str(target)})
+
     @api.get("/oauth2-api/{resource}")
     async def resource(resource: str, request: Request) -> Response:
         scheme, _, value = request.headers.get("authorization", "").partition(" ")

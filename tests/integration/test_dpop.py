@@ -272,3 +272,36 @@ def test_a_redirect_at_home_is_followed_with_a_fresh_proof(
     assert stats.get("dpop_proof_reuse", 0) == 0
     assert stats["token_requests"] == 2  # the nonce demand and one token: no token was dropped for a bad proof
     assert stats["dpop_proofs"] >= stats["token_requests"] + 1
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_redirect_to_another_origin_carries_no_token_nor_proof_and_its_way_home_drops_no_token(
+    mode: str, vendor_sandbox: Sandbox, sandbox_connections: dict
+) -> None:
+    """307 to another origin (the sandbox as ``localhost``), which sends the request back home: nothing of
+    ours goes there (neither ``Authorization: DPoP`` nor a proof), and the 401 the request then meets at
+    home (it comes back bare) is about the missing token, not the token: it is not dropped for another."""
+    import asyncio
+
+    from airflow_vendorauth.exceptions import VendorApiError
+
+    hook = OAuth2Hook("oauth2_dpop")
+    assert hook.request("GET", "/items").status_code == 200  # a token, and the API's nonce learnt
+    before = _dpop_stats(vendor_sandbox)["token_requests"]
+    with pytest.raises(VendorApiError, match="401"):
+        if mode == "sync":
+            hook.request("GET", "/away/items")
+        else:
+
+            async def call() -> Any:
+                try:
+                    return await hook.arequest("GET", "/away/items")
+                finally:
+                    await hook.aclose()
+
+            asyncio.run(call())
+    stats = _dpop_stats(vendor_sandbox)
+    assert stats["foreign_hops"] >= 1
+    assert stats.get("credentials_sent_to_another_origin", 0) == 0
+    assert stats["token_requests"] == before  # the good token was kept
+    assert stats.get("dpop_proof_reuse", 0) == 0

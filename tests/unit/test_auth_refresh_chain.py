@@ -274,6 +274,35 @@ def test_a_stop_during_a_refresh_whose_store_keeps_failing_ends_well_before_the_
     shared = FlakyFileCache(tmp_path, cipher)
     shared.failing = True
     started = time.monotonic()
-    with pytest.raises(ScanStopped), stopping.running_scan():
+    with pytest.raises(ScanStopped), stopping.task_running(None), stopping.running_scan():
         provider(SignalledMidRotation(), shared).get_token()
     assert time.monotonic() - started < 2.5
+
+
+@pytest.mark.parametrize("where", ["main thread", "page thread"])
+def test_no_refresh_token_is_spent_once_the_task_is_told_to_stop(where: str) -> None:
+    """A rotation begun after the SIGTERM could be cut by the SIGKILL 5 s later: the chain would be lost.
+    Not begun, it costs one token and keeps the chain for the retry."""
+    from airflow_vendorauth import stopping
+    from airflow_vendorauth.exceptions import ScanStopped
+
+    server = RotatingServer()
+    worker = provider(server)
+    raised: list[BaseException] = []
+
+    def refresh() -> None:
+        try:
+            worker.get_token()
+        except BaseException as exc:  # noqa: BLE001 - what the page thread's future would hold
+            raised.append(exc)
+
+    with stopping.task_running(None):
+        stopping.stop_task()
+        if where == "main thread":
+            refresh()
+        else:
+            thread = threading.Thread(target=refresh)
+            thread.start()
+            thread.join(10)
+    assert server.spent == []
+    assert len(raised) == 1 and isinstance(raised[0], ScanStopped)

@@ -165,7 +165,7 @@ def test_a_stop_between_the_scans_registration_and_its_check_is_not_missed(monke
             super().append(point)
 
     monkeypatch.setattr(stopping, "_running", SignalledOnAppend())
-    with pytest.raises(ScanStopped), stopping.running_scan():
+    with stopping.task_running(None), pytest.raises(ScanStopped), stopping.running_scan():
         pytest.fail("the scan started after the task was told to stop")
 
 
@@ -254,11 +254,11 @@ def test_a_stopped_scan_waits_for_held_work_in_a_worker_thread() -> None:
             stored.append("rt-1")
 
     worker = threading.Thread(target=refresh_in_a_worker, daemon=True)
-    with pytest.raises(ScanStopped), stopping.running_scan():
+    with pytest.raises(ScanStopped), stopping.task_running(None), stopping.running_scan():
         worker.start()
         entered.wait(5)
         stopping.stop_task()
-    assert stored == ["rt-1"], "the scan ended before the worker's rotation was stored"
+    assert stored == ["rt-1"], "the task ended before the worker's rotation was stored"
 
 
 def test_the_wait_for_other_threads_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -275,7 +275,7 @@ def test_the_wait_for_other_threads_is_bounded(monkeypatch: pytest.MonkeyPatch) 
     time.sleep(0.1)
     started = time.monotonic()
     try:
-        with pytest.raises(ScanStopped), stopping.running_scan():
+        with pytest.raises(ScanStopped), stopping.task_running(None), stopping.running_scan():
             stopping.stop_task()
         assert time.monotonic() - started < 2  # the SIGKILL comes 5 s after the SIGTERM
     finally:
@@ -399,6 +399,74 @@ def test_no_call_is_retried_once_the_task_is_told_to_stop() -> None:
 
     policy = RetryPolicy(max_attempts=5, initial_wait_seconds=0.01, max_wait_seconds=0.01)
     retrying = tenacity.Retrying(**retry_arguments(policy, logger=logging.getLogger("test"), what="call"))
-    with pytest.raises(Transient):
+    with stopping.task_running(None), pytest.raises(Transient):
         retrying(call)
     assert attempts == [1, 2]
+
+
+def test_the_grace_for_held_work_and_the_stopped_store_fit_before_the_sigkill() -> None:
+    from airflow_vendorauth.auth import provider
+
+    assert stopping.HOLD_GRACE_SECONDS + provider.CHAIN_STORE_RETRY_SECONDS_WHEN_STOPPING < 5
+
+
+def test_on_kill_after_the_execute_ended_stops_nothing_not_even_a_retry() -> None:
+    """Airflow's execution_timeout calls on_kill after execute raised: in dag.test(), where every try runs in
+    one process, that stop must not fail the retry at once, nor turn retries off for what runs next."""
+    task = VendorApiOperator(task_id="t", conn_id="c", endpoint="/e")
+    with pytest.raises(TimeoutError), stopping.task_running(task):
+        raise TimeoutError("execution_timeout")
+    task.on_kill()
+    assert not stopping.stop_asked()
+    with stopping.task_running(task), stopping.running_scan() as point:  # the retry
+        assert not point.asked and not stopping.stop_asked()
+
+
+def test_an_error_that_ends_a_wait_leaves_no_wake_up_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An execution_timeout (Airflow's SIGALRM handler raises) ends Kazi's wait: the on_kill Airflow calls
+    next must not raise the wait's private wake-up in place of the timeout."""
+    import signal
+
+    task = kazi_task()
+
+    def timeout(signum: int, frame: Any) -> None:
+        raise TimeoutError("execution_timeout")
+
+    previous = signal.signal(signal.SIGALRM, timeout)
+    try:
+        with stopping.task_running(task):
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
+            with pytest.raises(TimeoutError):
+                stopping.wait(5)
+            task.on_kill()  # still inside the execute: a stop, and nothing raised here
+            assert stopping.stop_asked()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_kazi_results_stop_before_their_scan_for_xcom_and_after_a_deferral(monkeypatch: pytest.MonkeyPatch) -> None:
+    """KaziScanOperator's results, to XCom (no output_path) or after its trigger (execute_complete): a task
+    told to stop does not start fetching them."""
+    task = kazi_task()
+    pages: list[str] = []
+
+    class Hook:
+        def paginate(self, endpoint: str) -> Any:
+            pages.append(endpoint)
+            yield {"jobId": "job-0"}
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(task, "_hook", lambda: Hook())
+    task.on_kill()
+    with stopping.task_running(task), pytest.raises(ScanStopped, match="before its scan started"):
+        task._collect_results("scan-1", {})
+    stopping.forget_stop()  # the resumed try runs in a new task process
+    task.on_kill()  # the signal came while Airflow prepared it
+    with pytest.raises(ScanStopped, match="before its scan started"):
+        task.execute_complete({}, {"status": "success", "scan_id": "scan-2"})
+    assert pages == []
+    task.execute_complete({}, {"status": "success", "scan_id": "scan-3"})  # no stop: its results come
+    assert pages == ["/tagging/v2/job-scans/scan-3/results"]
