@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test test-lowest lint package demo airflow bench cluster-demo clean
+.PHONY: install test test-pythons test-lowest lint package demo airflow bench cluster-demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,14 @@ $(PEERS): tests/peers/package-lock.json
 	cd tests/peers && npm ci --no-audit --no-fund
 
 test: $(STAMP) $(PEERS)
-	$(PY) -m pytest -q -rs -p no:cacheprovider tests
+	$(PY) -m pytest -q -rs -p no:cacheprovider --durations=15 tests
+
+# The unit tests on the other Pythons the package supports (the classifiers in pyproject.toml list exactly
+# these and .venv's), each in .venv-py<version> with the same Airflow as .venv: scripts/test_pythons.sh.
+EXTRA_PYTHONS ?= 3.10 3.12 3.13
+
+test-pythons: $(STAMP)
+	scripts/test_pythons.sh $(VENV)/bin/uv "$$($(PY) -c 'import importlib.metadata as m; print(m.version("apache-airflow"))')" $(EXTRA_PYTHONS)
 
 # The lowest Airflow this provider supports, resolved as of its release day (uv --exclude-newer): an old
 # Airflow resolved against today's libraries can break inside Airflow itself. Unit tests and the
@@ -33,7 +40,7 @@ VENV_LOWEST         ?= .venv-airflow-$(AIRFLOW_LOWEST)
 test-lowest: $(STAMP)
 	$(VENV)/bin/uv venv -q --allow-existing -p $(PYTHON) $(VENV_LOWEST)
 	$(VENV)/bin/uv pip install -q --python $(VENV_LOWEST)/bin/python --exclude-newer $(AIRFLOW_LOWEST_DATE) \
-		"apache-airflow==$(AIRFLOW_LOWEST)" -e ".[sandbox,redis,openlineage]" pytest pytest-asyncio respx time-machine hypothesis \
+		"apache-airflow==$(AIRFLOW_LOWEST)" -e ".[sandbox,redis,openlineage]" pytest pytest-asyncio pytest-timeout respx time-machine hypothesis \
 		apache-airflow-providers-http
 	$(VENV_LOWEST)/bin/python -c "import airflow; print('Airflow', airflow.__version__)"
 	$(VENV_LOWEST)/bin/python -m pytest -q -rs -p no:cacheprovider tests/unit tests/integration/test_example_dags.py
@@ -60,7 +67,15 @@ bench: $(STAMP)
 	cd benchmarks && ../$(PY) run_all.py
 
 clean:
-	rm -rf .demo .airflow_home build dist *.egg-info .venv-airflow-*
+	rm -rf .demo .airflow_home build dist *.egg-info .venv-airflow-* .venv-py*
 
+# CLUSTER_DEMO_ARGS=--sentinel: the token cache on a Sentinel group of its own, its primary killed mid-run.
+CLUSTER_DEMO_ARGS ?=
 cluster-demo: $(STAMP)
-	$(PY) -m tests.harness.cluster --kill-worker
+	$(PY) -m tests.harness.cluster --kill-worker $(CLUSTER_DEMO_ARGS)
+
+# The fault explorer (tests/explorer) for a while: CHAOS_SECONDS (default 600) of seeded schedules of
+# compound faults, each failure printed with its seed; CHAOS_SEED=<n> replays one schedule.
+CHAOS_SECONDS ?= 600
+chaos: $(STAMP)
+	CHAOS_SECONDS=$(CHAOS_SECONDS) CHAOS_SEED=$(CHAOS_SEED) $(PY) -m pytest -q -s -p no:cacheprovider tests/explorer/chaos.py

@@ -3,4 +3,4 @@
 Nothing heavy is imported here: the DAG processor imports this package on every parse.
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -85,6 +85,9 @@ class TokenRequestError(VendorAuthError):
         self.retryable = retryable
         #: Seconds the server asked us to wait (``Retry-After``) before the next attempt.
         self.retry_after = retry_after
+        #: A refresh token was presented and no answer came back that says it was not spent (a read timeout,
+        #: a dropped connection, a 5xx): the server may have rotated it.
+        self.maybe_spent = False
         super().__init__(message, secrets=secrets, summary=summary)
 
 
@@ -131,3 +134,15 @@ class ScanStopped(BaseException):
     from a signal handler at any point of the scan, and no ``except Exception`` on the way (an HTTP call's
     error handling, a retry loop) may take it for an error to handle. Not ``AirflowTaskTerminated``
     itself: Airflow 3 fails such a try without its retries, and a stopped scan is worth resuming."""
+
+
+class QuotaExhausted(VendorApiError):
+    """The credential's quota allows no request before a time further away than the connection's
+    ``quota_max_wait`` (a daily quota spent, a window the API's headers say is spent): the message names the quota and when
+    it resets. Not retried inside the call: a task retry after the reset (or a deferral) is the way on."""
+
+    def __init__(self, message: str, *, vendor: str, conn_id: str, quota: str, resets_at: float) -> None:
+        super().__init__(message, vendor=vendor, conn_id=conn_id, status=None, retryable=False)
+        self.quota = quota
+        #: When the next request may go, seconds since the epoch.
+        self.resets_at = resets_at

@@ -12,7 +12,9 @@ from airflow_vendorauth.vendors.profile import VendorProfile
 #: JSON objects (headers, paging) are typed in the form as their JSON text.
 _JSON_TYPES = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean", "json": "string",
                # true, false or a CA bundle's path: text (a checkbox could not name a file)
-               "verify": "string"}
+               "verify": "string",
+               # one rate ("25/second") or a JSON list of them, as text
+               "rate_limit": "string"}
 
 
 def _conn_field(spec: ExtraField) -> dict[str, Any]:

@@ -9,8 +9,10 @@ fetches a new one and resends the request once. The base URL still comes from th
 Credentials stay at home: the token and the vendor's headers go only to the HTTP connection's own origin
 (scheme, host and port of the first request this auth signs: the connection's base URL). A request to
 another origin (an absolute URL) carries none of them; a redirect to another origin has them removed
-before it is followed (``requests`` itself strips only ``Authorization``); and a 401 from another origin
-is returned as is, never answered with a token. The 401 resend replays the body when it can (bytes, a
+before it is followed (``requests`` itself strips only ``Authorization``), whether it answers the first
+send, a redirect at home or the 401 resend (which goes through the adapter, where no response hook runs:
+the resend guards its own answer); a 401 from another origin, or to a request that came home from one
+bare, is returned as is, never answered with a token. The 401 resend replays the body when it can (bytes, a
 string, a file it can rewind); a body it cannot replay (a generator) is not resent empty: the 401 comes
 back with a reason that says why.
 
@@ -25,13 +27,16 @@ token cannot be; use ``VendorApiOperator`` (deferrable paging is its job) or ``V
 from __future__ import annotations
 
 import logging
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.auth import AuthBase
 from requests.exceptions import UnrewindableBodyError
 from requests.utils import rewind_body
+
+if TYPE_CHECKING:
+    from airflow_vendorauth.quota.limiter import HeldLease
 
 log = logging.getLogger(__name__)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -53,6 +58,12 @@ def _replayable(request: requests.PreparedRequest) -> bool:
     except UnrewindableBodyError:
         return False
     return True
+
+
+def _hold_lease(request: requests.PreparedRequest, limiter: Any) -> None:
+    from airflow_vendorauth.quota.limiter import hold_until_answered  # only once a limiter is in use
+
+    request._vendorauth_lease = hold_until_answered(request, limiter, limiter.acquire())  # type: ignore[attr-defined]
 
 
 class VendorTokenAuth(AuthBase):
@@ -126,22 +137,33 @@ class VendorTokenAuth(AuthBase):
         if not self._at_home(request.url):
             return request  # another origin: no token, no vendor header, no 401 handling
         request.register_hook("response", self._guard_response)
-        return self._authorise(request)
+        self._authorise(request)
+        limiter = self._hook.client.limiter
+        if limiter is not None:  # the credential's quota, shared with its hooks and operators (issue 34)
+            _hold_lease(request, limiter)
+        return request
 
     def _guard_response(self, response: requests.Response, **send_options: Any) -> requests.Response:
+        """Run on every answer requests sees: the first send's and each redirect's (the resend's answer,
+        which requests does not show its hooks, is guarded by :meth:`_resend`). ``response.request`` is the
+        request requests copies to follow a redirect of this answer: what it carries, the next hop carries."""
         sent = response.request
+        held: HeldLease | None = getattr(sent, "_vendorauth_lease", None)
+        if held is not None and held.give_back():  # once per request (a redirect's hop is a copy of the request)
+            held.limiter.observe(response.status_code, response.headers)
         if not self._at_home(sent.url):
             return response  # a redirect took the request elsewhere: its 401 is returned as is
-        if response.is_redirect and not self._at_home(urljoin(sent.url or "", response.headers["location"])):
+        if self._leaving(response):
             # requests copies this request's headers into the redirected one and strips only Authorization:
             # remove every header of ours before it is followed to another origin.
-            for name in self._our_headers():
-                sent.headers.pop(name, None)
+            self._strip(sent)
             return response
         if response.status_code != 401 or getattr(sent, "_vendorauth_resent", False):
             return response
-        refused = str(sent.headers.get("Authorization", "")).removeprefix("Bearer ")
-        self._hook.client.provider.forget(refused)
+        refused = str(sent.headers.get("Authorization", ""))
+        if not refused.startswith("Bearer "):
+            return response  # it came home bare from another origin: the 401 is about that, not our token
+        self._hook.client.provider.forget(refused.removeprefix("Bearer "))
         response.content  # noqa: B018 - read the body so the connection can be reused
         if not _replayable(sent):
             response.reason = (
@@ -152,12 +174,39 @@ class VendorTokenAuth(AuthBase):
             log.warning("HTTP 401 from %s: %s", sent.url, response.reason)
             return response
         response.close()
+        return self._resend(response, sent, send_options)
+
+    def _resend(
+        self, refused: requests.Response, sent: requests.PreparedRequest, send_options: dict[str, Any]
+    ) -> requests.Response:
+        """Send ``sent`` once more with a new token, through the adapter (no hooks run there), and guard the
+        answer as requests would have: requests follows its redirects from ``sent`` (the request it was
+        given), not from the copy sent here, so ``sent`` takes the copy's headers (the new token, for a
+        redirect at home) and loses all of ours if the answer points to another origin."""
         again = self._authorise(sent.copy())
         again._vendorauth_resent = True  # type: ignore[attr-defined]
-        answer: requests.Response = response.connection.send(again, **send_options)  # type: ignore[attr-defined]
-        answer.history.append(response)
+        limiter = self._hook.client.limiter
+        if limiter is not None:  # the resend is one more request the API counts: a permit of its own
+            _hold_lease(again, limiter)
+        answer: requests.Response = refused.connection.send(again, **send_options)  # type: ignore[attr-defined]
+        held: HeldLease | None = getattr(again, "_vendorauth_lease", None)
+        if held is not None and held.give_back():
+            held.limiter.observe(answer.status_code, answer.headers)
+        answer.history.append(refused)
         answer.request = again
+        sent.headers = again.headers.copy()
+        if self._leaving(answer):
+            self._strip(sent)
+            self._strip(again)
         return answer
+
+    def _leaving(self, response: requests.Response) -> bool:
+        """A redirect whose target (resolved as requests resolves it) is not this auth's home origin."""
+        return response.is_redirect and not self._at_home(urljoin(response.url or "", response.headers["location"]))
+
+    def _strip(self, request: requests.PreparedRequest) -> None:
+        for name in self._our_headers():
+            request.headers.pop(name, None)
 
 
 def vendor_auth(conn_id: str) -> type[VendorTokenAuth]:

@@ -17,8 +17,15 @@ The operators' ``on_kill`` calls :func:`stop_task`. What happens then depends on
 - **inside** :class:`hold_stops` (a rotating refresh token spent and its successor not yet stored): the
   stop is raised when the held work ends; cutting it would lose the refresh chain for good. Such work in
   another thread (pages and tokens fetched by worker threads) is waited for, up to
-  :data:`HOLD_GRACE_SECONDS`, before a stopped execute ends (worker threads die with the process), and
-  none begins once the task is told to stop.
+  :data:`HOLD_GRACE_SECONDS`, before an execute ends (worker threads die with the process), and none
+  begins once the task is told to stop.
+
+The end of an execute (:func:`task_running`) keeps that order: first the wait for other threads' held
+work, while the stop still reads as asked (so a failed refresh there is not retried with a refresh token
+the server may have rotated, and no thread starts a rotation), then the try's clients are closed (the
+callbacks registered on what :func:`task_running` yields: a hook, and with it the token endpoint's client
+that a rotation in flight is using), and only then is the stop forgotten. The wait happens on any end
+of the execute that leaves held work behind (a stop, Airflow's execution_timeout), not only on a stop.
 
 Nothing here takes a lock in the signal handler: the handler interrupts the main thread wherever it is,
 perhaps inside that very lock (a ``threading.Event`` would deadlock there). Stdlib only and imported by the
@@ -27,10 +34,11 @@ operators' modules: the handler imports nothing.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from types import TracebackType
 
 from airflow_vendorauth.exceptions import ScanStopped
@@ -54,6 +62,9 @@ class _TaskStop:
         #: execute ended (Airflow's execution_timeout calls it then) stops nothing, least of all a retry.
         self.running: str | None = None
         self.ended: str | None = None
+        #: The running execute is ending (its clients about to close): its other threads begin no rotation
+        #: and retry nothing, as if told to stop.
+        self.ending = False
 
 
 _stop = _TaskStop()
@@ -126,11 +137,12 @@ class hold_stops:  # a statement more than a class: ``with hold_stops():``
                 point.stop()
 
 
-def _wait_for_other_threads_holds(seconds: float) -> None:
-    """A stopped scan is about to end its try (and the process): let held work in worker threads finish."""
+def _wait_for_other_threads_holds(seconds: float) -> bool:
+    """An execute is about to end its try (and the process): let held work in worker threads finish.
+    True when none is left, False when the wait ran out."""
     mine = getattr(_local, "held", 0)
     with _holds_changed:
-        _holds_changed.wait_for(lambda: _holds <= mine, timeout=seconds)
+        return _holds_changed.wait_for(lambda: _holds <= mine, timeout=seconds)
 
 
 def _task_name(task: object) -> str:
@@ -138,22 +150,44 @@ def _task_name(task: object) -> str:
 
 
 @contextmanager
-def task_running(task: object) -> Iterator[None]:
+def task_running(task: object) -> Iterator[ExitStack]:
     """An operator's execute: a stop asked of this task before it began (while Airflow rendered its
     templates) stands; one asked of an earlier task run in this process is forgotten, and so is this one's
-    when the execute ends (a retry in the same process starts clean). A stopped execute waits up to
-    :data:`HOLD_GRACE_SECONDS` for held work in other threads before it ends (they die with the process)."""
+    when the execute ends (a retry in the same process starts clean).
+
+    Yields the try's clients to close (``enter_context(hook)``, ``callback(close)``). When the execute
+    ends, held work in other threads (a refresh token's rotation in a page thread) gets up to
+    :data:`HOLD_GRACE_SECONDS` to finish; then the clients are closed, never under a rotation in flight
+    (one still in flight after the grace keeps them open: it may yet store its refresh token before the
+    process ends). Ended by a stop or by what is no error (Airflow's execution_timeout, a
+    KeyboardInterrupt: the paging drivers then leave their threads running), :func:`stop_asked` reads True
+    meanwhile: no rotation begins there, no failed one is retried. An execute that returns or fails with
+    an error has joined its page threads: nothing to wait for, nothing refused."""
     name = _task_name(task)
     if _stop.of != name:
         _stop.asked = False
     _stop.running, _stop.ended = name, None
+    clients = ExitStack()
     try:
-        yield
+        yield clients
+    except BaseException as exc:
+        if not isinstance(exc, Exception):
+            _stop.ending = True
+        raise
     finally:
-        _stop.running, _stop.ended = None, name
-        if _stop.asked:
-            _wait_for_other_threads_holds(HOLD_GRACE_SECONDS)
-        _stop.asked, _stop.of = False, None
+        try:
+            if _wait_for_other_threads_holds(HOLD_GRACE_SECONDS):
+                clients.close()
+            else:
+                logging.getLogger(__name__).warning(
+                    "%s: a refresh token's rotation in another thread was still running %.1f s after the task's "
+                    "execute ended: its clients are left open so that it can still store the next refresh token",
+                    name,
+                    HOLD_GRACE_SECONDS,
+                )
+        finally:
+            _stop.running, _stop.ended, _stop.ending = None, name, False
+            _stop.asked, _stop.of = False, None
 
 
 def stop_task(task: object = None) -> None:
@@ -171,14 +205,14 @@ def stop_task(task: object = None) -> None:
 
 def forget_stop() -> None:
     """A fresh process's state: no stop asked, no task or scan running (tests)."""
-    _stop.asked, _stop.of, _stop.running, _stop.ended = False, None, None, None
+    _stop.asked, _stop.of, _stop.running, _stop.ended, _stop.ending = False, None, None, None, False
     _running.clear()
 
 
 def stop_asked() -> bool:
-    """Whether the task running now was told to stop (False outside an operator's execute: a ``@task``'s
-    hook calls and triggers are never stopped here)."""
-    return _stop.asked and _stop.running is not None
+    """Whether the task running now was told to stop, or its execute is ending (False outside an
+    operator's execute: a ``@task``'s hook calls and triggers are never stopped here)."""
+    return (_stop.asked or _stop.ending) and _stop.running is not None
 
 
 def wait(seconds: float) -> bool:

@@ -105,7 +105,7 @@ def ids_and_names(lines: list[bytes]) -> str:
     """What every contender must have written: the same records, each once (their fields, in id order;
     dlt adds columns of its own, ``_dlt_*``, which are left out, and writes timestamps as ``+00:00``
     where the API said ``Z``: the instants are compared)."""
-    rows = sorted((r["id"], r["name"], datetime.fromisoformat(r["created_at"]).isoformat()) for r in map(json.loads, lines))
+    rows = sorted((r["id"], r["name"], datetime.fromisoformat(r["created_at"].replace("Z", "+00:00")).isoformat()) for r in map(json.loads, lines))
     require(len(rows) == RECORDS, f"{len(rows)} records written, {RECORDS} expected")
     require(len({row[0] for row in rows}) == RECORDS, "some records were written twice")
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()

@@ -17,6 +17,7 @@ import import_time
 import inside_task
 import mapped
 import per_call
+import quotas
 import scan
 import token_requests
 import triggerer
@@ -31,6 +32,7 @@ BENCHMARKS: list[tuple[str, Callable[[], str]]] = [
     ("token_requests", token_requests.main),
     ("triggerer", triggerer.main),
     ("mapped", mapped.main),
+    ("quotas", quotas.main),
 ]
 
 
@@ -46,7 +48,7 @@ def provenance() -> str:
 
     commit = git("rev-parse", "--short", "HEAD") or "unknown"
     changed = " with uncommitted changes" if git("status", "--porcelain", "--", "../airflow_vendorauth", ".") else ""
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return f"commit {commit}{changed}, started {now}, load average {os.getloadavg()[0]:.1f}"
 
 

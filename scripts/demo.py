@@ -1,7 +1,8 @@
-"""`make demo`: the sandbox vendors + every example DAG through real Airflow (`airflow dags test`).
+"""`make demo`: the sandbox vendors + the five example DAGs of ``DAGS`` through real Airflow (`airflow dags test`).
 
 Sets up its own AIRFLOW_HOME under .demo/ with SQLite (nothing for the user to configure), starts the
-sandbox, points a connection of each vendor at it through AIRFLOW_CONN_*, runs each example DAG,
+sandbox, points a connection of each vendor at it through AIRFLOW_CONN_*, runs each of those DAGs (the other
+four run in `make test`: mutual TLS, a workload token file, DPoP, a cluster's fan-out; README),
 prints per vendor the token requests and API calls the sandbox saw and the records written, stops
 the sandbox, and exits non-zero if any DAG failed. `--standalone` runs `airflow standalone` instead,
 with the same sandbox and connections, to click through the UI and press Test on a connection.

@@ -14,7 +14,7 @@ def unregistered_key() -> tuple[str, str]:
     """(private key PEM, certificate PEM) that no sandbox identity provider knows."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "not registered anywhere")])
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -13,40 +13,65 @@ import threading
 import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
 from typing import Protocol
 
+from airflow_vendorauth.auth.chain_copy import RefreshChain, newest, outranks
 from airflow_vendorauth.auth.token import AccessToken
 
-
-@dataclass(frozen=True, repr=False)
-class RefreshChain:
-    """The newest refresh token of a rotating chain and its generation (how many rotations made it).
-
-    Generations order the copies a chain leaves behind (this process's memory, the shared cache, a copy
-    republished after Redis lost its data): the highest one is the only token the server still takes.
-    The connection's seed is generation 0.
-    """
-
-    refresh_token: str
-    generation: int
-    #: Read from a shared cache that had lost the chain and holds copies processes gave back since (no
-    #: rotation stored it yet): a higher generation may still be on its way from another process.
-    republished: bool = field(default=False, compare=False)
-
-    def __repr__(self) -> str:
-        return f"RefreshChain(generation={self.generation}, refresh_token='***')"
-
-
-def newest(*chains: RefreshChain | None) -> RefreshChain | None:
-    """The chain of the highest generation among those known (None when none is)."""
-    known = [c for c in chains if c is not None]
-    return max(known, key=lambda c: c.generation) if known else None
+__all__ = [
+    "MEMORY_CACHE",
+    "CacheLockLost",
+    "CacheLockUnavailable",
+    "HeldLock",
+    "MemoryTokenCache",
+    "RefreshChain",
+    "SharedTokenCache",
+    "cache_key",
+    "newest",
+]
 
 
 class CacheLockUnavailable(Exception):
     """A shared cache could not give its fetch lock to a caller that must not fetch without it (a
     rotating refresh token): the message says why (unreachable, or held past the wait)."""
+
+
+class CacheLockLost(CacheLockUnavailable):
+    """The fetch lock this process took is no longer its own (its lease lapsed, or Redis restarted and
+    another process took it): nothing may be spent under it."""
+
+
+class HeldLock(Protocol):
+    """A fetch lock this process holds, as the refresh chain sees it (``auth/refresh_chain.py``)."""
+
+    def confirm(self, seconds: float) -> None:
+        """Prove, just before a refresh token is presented, that the lock is still this process's, and keep
+        it at least ``seconds`` more (the longest one attempt may take); else raise :class:`CacheLockLost`."""
+
+    def spend_over(self) -> None:
+        """The attempts that :meth:`confirm` preceded are over (answered, failed or abandoned) and their outcome
+        is stored in the cache (the successor, or the spend's mark): called only then."""
+
+    def fence(self, seconds: float) -> None:
+        """Wait while another process may still be presenting a token of this chain (a holder from before a
+        restart of the cache, whose lock the restart erased), as long as its spend lasts. ``seconds``: the
+        longest one attempt may take (a cache younger than that may have lost a mark about to be put back)."""
+
+
+class NoLock:
+    """The lock of a cache that is one process's own (memory): nothing else can hold it."""
+
+    def confirm(self, seconds: float) -> None:
+        return None
+
+    def spend_over(self) -> None:
+        return None
+
+    def fence(self, seconds: float) -> None:
+        return None
+
+
+NO_LOCK = NoLock()
 
 
 def cache_key(*parts: str | None) -> str:
@@ -78,19 +103,29 @@ class SharedTokenCache(Protocol):
         """Delete the entry only if it still holds ``access_token``, atomically with respect to
         :meth:`store`: a 401 on an old token must never delete the newer one."""
 
-    def fetch_lock(self, key: str, wait_seconds: float, *, required: bool = False) -> AbstractContextManager[None]:
+    def fetch_lock(
+        self, key: str, wait_seconds: float, *, required: bool = False
+    ) -> AbstractContextManager[HeldLock | None]:
         """Held while one process fetches; others wait up to ``wait_seconds`` (the longest a fetch
         may take), and a holder that dies frees it. Past the wait (or with the cache unreachable) the
-        caller fetches without it, unless ``required``: then :class:`CacheLockUnavailable` is raised."""
+        caller fetches without it (None is yielded), unless ``required``: then :class:`CacheLockUnavailable`
+        is raised. The lock yielded proves its ownership before each spend (:class:`HeldLock`)."""
+
+    def unreachable(self) -> str | None:
+        """Why this cache cannot keep tokens from this process right now (for Test), or None when it can."""
 
     def load_refresh_token(self, key: str) -> RefreshChain | None:
         """The newest refresh token of a credential (rotating servers: the only one still valid)."""
 
     def store_refresh_token(self, key: str, chain: RefreshChain, *, republish: bool = False) -> bool:
-        """Keep ``chain`` unless the cache already holds a higher generation (atomically); False when
-        the write failed (the caller keeps it elsewhere and retries). ``republish``: a copy given back
+        """Keep ``chain`` unless the cache already holds a copy of higher :func:`rank` (atomically); False
+        when the write failed (the caller keeps it elsewhere and retries). ``republish``: a copy given back
         rather than a rotation's result; an entry created this way reads as ``republished`` until a
-        rotation stores the next generation."""
+        rotation stores the next generation. A copy with a ``pending`` mark records a spend before it."""
+
+    def settle_refresh_token(self, key: str, chain: RefreshChain) -> bool:
+        """Remove ``chain``'s pending mark, only if the cache holds that very mark (atomically): the spend
+        did not reach the server. False when the write failed."""
 
 
 class MemoryTokenCache:
@@ -132,10 +167,19 @@ class MemoryTokenCache:
         return self._refresh_tokens.get(key)
 
     def store_refresh_token(self, key: str, chain: RefreshChain, *, republish: bool = False) -> bool:
-        """Keep the higher generation of ``chain`` and the one held (a copy read from a shared cache
-        never replaces a newer one this process made)."""
+        """Keep the copy that :func:`outranks` the other of ``chain`` and the one held (a copy read from a
+        shared cache never replaces a newer one this process made, nor a settled spend's mark its settle)."""
         with self._guard:
-            self._refresh_tokens[key] = newest(self._refresh_tokens.get(key), chain) or chain
+            held = self._refresh_tokens.get(key)
+            if held is None or outranks(chain, held):
+                self._refresh_tokens[key] = chain if held is None else chain.knowing(held)
+        return True
+
+    def settle_refresh_token(self, key: str, chain: RefreshChain) -> bool:
+        with self._guard:
+            held = self._refresh_tokens.get(key)
+            if held is not None and held.generation == chain.generation and held.pending == chain.pending:
+                self._refresh_tokens[key] = held.settle()
         return True
 
     def clear(self) -> None:
@@ -154,6 +198,17 @@ class MemoryTokenCache:
         """Single flight for ``key`` (sync callers)."""
         with self._thread_lock(key):
             yield
+
+    @contextmanager
+    def lock_if_free(self, key: str) -> Iterator[bool]:
+        """:meth:`lock` when nobody in this process holds it (True), else nothing (False), without waiting."""
+        lock = self._thread_lock(key)
+        taken = lock.acquire(blocking=False)
+        try:
+            yield taken
+        finally:
+            if taken:
+                lock.release()
 
     @asynccontextmanager
     async def aqueue(self, key: str) -> AsyncIterator[None]:

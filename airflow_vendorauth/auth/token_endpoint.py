@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import ssl
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -19,18 +20,21 @@ import httpx
 import tenacity
 
 from airflow_vendorauth.auth import dpop
+from airflow_vendorauth.auth.cache import CacheLockLost
 from airflow_vendorauth.auth.discovery import Discovery
 from airflow_vendorauth.auth.discovery import token_endpoint as discovered_token_endpoint
 from airflow_vendorauth.auth.grants import Attempt, TokenRequest
 from airflow_vendorauth.auth.token import AccessToken, parse_token_response
 from airflow_vendorauth.auth.warn_once import warn_once
 from airflow_vendorauth.exceptions import InvalidTokenResponseError, TokenRequestError, vendor_error_fields
+from airflow_vendorauth.quota.limiter import QuotaLimiter
 from airflow_vendorauth.redact import excerpt, redact
 from airflow_vendorauth.retry import (
     TRANSIENT_STATUSES,
     Outcome,
     RetryPolicy,
     call_flow,
+    is_retryable,
     parse_retry_after,
     retry_arguments,
     run_call,
@@ -77,6 +81,21 @@ def _body(request: TokenRequest, headers: Mapping[str, str]) -> dict[str, Any]:
     return body
 
 
+#: Attempts that failed before the request could reach the server: nothing was spent.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+#: Answers that say the request was not processed (throttled, unavailable, too early, timed out waiting).
+_NOT_PROCESSED = frozenset({408, 425, 429, 503})
+
+
+def may_have_reached_the_server(outcome: Outcome) -> bool:
+    """Whether a token request's outcome leaves open that the server processed it (for a refresh token:
+    rotated it) though no usable answer came back. A refusal (4xx) was processed and rotated nothing."""
+    if isinstance(outcome, httpx.TransportError):
+        return not isinstance(outcome, _NOT_SENT)
+    status = outcome.status_code
+    return (status >= 500 and status not in _NOT_PROCESSED) or 200 <= status < 300
+
+
 def first_line(text: str | None) -> str | None:
     """Entra appends Trace ID, Correlation ID and Timestamp lines to every description: the first line
     says what is wrong; the rest is for the task log."""
@@ -109,6 +128,7 @@ class TokenEndpoint:
         transport: httpx.BaseTransport | None = None,
         proof_key: dpop.ProofKey | None = None,
         mtls: bool = False,
+        limiter: QuotaLimiter | None = None,
     ) -> None:
         self.vendor, self.conn_id, self._build = vendor, conn_id, build
         self._token_url, self._issuer = token_url, issuer
@@ -118,16 +138,24 @@ class TokenEndpoint:
         #: DPoP (RFC 9449): every token request carries a proof of this key, and tokens are bound to it.
         self._proof_key = proof_key
         self._mtls = mtls
+        #: The credential's quota, when the vendor counts token requests in it (``quota_auth_requests``).
+        self._limiter = limiter
         self._client: httpx.Client | None = None
         self._current: TokenRequest | None = None
-        self._retrying = tenacity.Retrying(
-            **retry_arguments(policy, logger=logger, what=f"{vendor} token request for connection {conn_id!r}")
-        )
+        self._policy = policy
+        self._retrying = tenacity.Retrying(**retry_arguments(policy, logger=logger, what=self._what))
         #: Token requests sent (attempts included), for logs and benchmarks.
         self.requests_sent = 0
         #: The longest one fetch may take, retries included: the retry budget plus one last attempt.
         #: Whoever waits for another process's fetch waits this long; a lock lease outlives it.
         self.budget_seconds = policy.max_elapsed_seconds + timeout + 5.0
+        #: The longest one attempt may take from our side (connect, write and read, each bounded by the
+        #: timeout, and a margin): a refresh token presented under a lock needs the lock this long.
+        self.attempt_seconds = 3 * timeout + 2.0
+
+    @property
+    def _what(self) -> str:
+        return f"{self.vendor} token request for connection {self.conn_id!r}"
 
     def __repr__(self) -> str:
         where = self._token_url or f"discovered from {self._issuer}"
@@ -142,27 +170,108 @@ class TokenEndpoint:
         return self._token_url
 
     def fetch(self, refresh_token: str | None = None) -> AccessToken:
-        """A token from the endpoint (spending ``refresh_token`` for the refresh grant)."""
+        """A token from the endpoint (the Test probe may pass a refresh token that cannot exist)."""
+        return self._call(refresh_token, self._retrying, None)
+
+    def spend(
+        self,
+        refresh_token: str,
+        *,
+        before_send: Callable[[], None],
+        repeat_until: float | None = None,
+        presented_before: bool = False,
+    ) -> AccessToken:
+        """Present a rotating refresh token: ``before_send`` runs before each attempt (it proves the lock is
+        still ours). An attempt that may have reached the server without an answer coming back (a read
+        timeout, a dropped connection, 500/502/504, an unreadable 2xx) may have rotated the token: from then
+        on (from the start if ``presented_before``: a spend found in doubt) the token is sent only before
+        ``repeat_until`` (epoch seconds: the server's reuse interval), checked just before each attempt, after
+        the backoff and the lock's proof, never after; the error then says ``maybe_spent``. Attempts that surely
+        did not reach the server (no connection, 429, 503) are retried as any token request is."""
+        maybe_taken = [presented_before]  # whether the server may already have taken (rotated) this token
+
+        def retry_on(error: BaseException) -> bool:
+            spent = bool(getattr(error, "maybe_spent", False))
+            maybe_taken[0] = maybe_taken[0] or spent
+            if not is_retryable(error):
+                return False
+            return not spent or (repeat_until is not None and time.time() < repeat_until)
+
+        def guarded_send() -> None:
+            if not maybe_taken[0]:
+                before_send()
+                return
+            try:
+                before_send()
+            except CacheLockLost as lost:  # a lost lock spends nothing more; what was sent may have been taken
+                raise self._not_repeated(f"the fetch lock was lost before the token could be sent again ({lost})") from None
+            if repeat_until is None or time.time() >= repeat_until:  # after the proof: it may have taken a while
+                raise self._not_repeated("the server's reuse interval (refresh_reuse_interval) has passed")
+
+        retrying = tenacity.Retrying(**retry_arguments(self._policy, retry_on=retry_on, logger=self._log, what=self._what))
+        return self._call(refresh_token, retrying, guarded_send)
+
+    def _not_repeated(self, why: str) -> TokenRequestError:
+        """A refresh token the server may have taken is not sent again: ``why``."""
+        error = self._error(
+            f"was not sent again: an earlier presentation of the refresh token got no answer, and {why}",
+            f"An earlier presentation of the refresh token got no answer, and {why}",
+        )
+        error.maybe_spent = True
+        return error
+
+    def _call(
+        self, refresh_token: str | None, retrying: tenacity.Retrying, before_send: Callable[[], None] | None
+    ) -> AccessToken:
         url = self.url()
         if self._client is None:
             self._client = httpx.Client(
                 timeout=self._timeout, verify=self._verify, follow_redirects=False, transport=self._transport
             )
         client, key = self._client, self._proof_key
+        reached = False  # whether any attempt may have reached the server's refresh (a token spent)
 
         def send() -> Outcome:
+            nonlocal reached
             for _ in range(2):  # the second time only when the server demands a DPoP nonce
+                if before_send is not None:
+                    before_send()
                 request = self._current = self._build(Attempt(url, refresh_token))
                 self.requests_sent += 1
                 try:
                     response = client.post(url, **_body(request, dpop.token_request_header(key, url) if key else {}))
                 except httpx.TransportError as exc:
+                    reached = reached or may_have_reached_the_server(exc)
                     return exc
                 if key is None or not dpop.nonce_demanded(response):
                     break
+            reached = reached or may_have_reached_the_server(response)
             return response
 
-        return run_call(call_flow(self._retrying, self._interpret), send)
+        def send_within_quota() -> Outcome:
+            if self._limiter is None:
+                return send()
+            lease = self._limiter.acquire()  # before the lock's proof: a wait for the quota never eats the lease
+            try:
+                outcome = send()
+            finally:
+                self._limiter.release(lease)
+            if isinstance(outcome, httpx.Response):
+                self._limiter.observe(outcome.status_code, outcome.headers)
+            return outcome
+
+        def interpret(outcome: Outcome) -> AccessToken:
+            try:
+                return self._interpret(outcome)
+            except TokenRequestError as error:
+                error.maybe_spent = may_have_reached_the_server(outcome)
+                raise
+
+        try:
+            return run_call(call_flow(retrying, interpret), send_within_quota)
+        except TokenRequestError as error:
+            error.maybe_spent = error.maybe_spent or (reached and error.error != "invalid_grant")
+            raise
 
     def close(self) -> None:
         if self._client is not None:
@@ -176,7 +285,10 @@ class TokenEndpoint:
     # ---- what an answer means -------------------------------------------------------------------
 
     def _error(self, message: str, summary: str, **kwargs: Any) -> TokenRequestError:
-        """``message`` for logs (connection, URL); ``summary`` for the Test button, in the form's words."""
+        """``message`` for logs (connection, URL); ``summary`` for the Test button, in the form's words. The
+        vendor's ``error_description`` is kept redacted too: callers quote it in messages of their own."""
+        if kwargs.get("error_description"):
+            kwargs["error_description"] = redact(kwargs["error_description"], self._secrets)
         return TokenRequestError(
             f"{self.vendor} token request for connection {self.conn_id!r} to {self._token_url} {message}",
             vendor=self.vendor,

@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from airflow_vendorauth.auth.httpx_auth import NOT_RESENT
+from airflow_vendorauth.auth.replay import ONE_TIME_BODY
 from airflow_vendorauth.exceptions import VendorApiError, vendor_error_fields
 from airflow_vendorauth.jsonlib import loads
 from airflow_vendorauth.redact import excerpt
@@ -52,11 +54,17 @@ def vendor_message(text: str) -> str:
 
 
 def accept(
-    caller: Caller, outcome: httpx.Response | httpx.TransportError, method: str, endpoint: str, unsafe_ok: bool
+    caller: Caller,
+    outcome: httpx.Response | httpx.TransportError,
+    method: str,
+    endpoint: str,
+    unsafe_ok: bool,
+    resendable: bool = True,
 ) -> httpx.Response:
-    """Return a 2xx response; otherwise raise the error it deserves (``retryable`` or not)."""
+    """Return a 2xx response; otherwise raise the error it deserves (``retryable`` or not). A call whose
+    body cannot be sent again (``resendable`` False: a generator...) is retried only if it never left."""
     if isinstance(outcome, httpx.TransportError):
-        return _transport_failure(caller, outcome, method, endpoint, unsafe_ok)
+        return _transport_failure(caller, outcome, method, endpoint, unsafe_ok, resendable)
     if outcome.is_success:
         return outcome
     status = outcome.status_code
@@ -64,32 +72,37 @@ def accept(
         f"{method} {outcome.request.url.path} for connection {caller.conn_id!r} answered HTTP {status}: "
         f"{vendor_message(outcome.text)}"
     )
-    if status == 401:
+    if status == 401 and NOT_RESENT in outcome.extensions:
+        message += f". {outcome.extensions[NOT_RESENT]}"
+    elif status == 401:
         roles = ", ".join(caller.roles())
         message += ". A fresh token was refused too: the credential likely lacks the permission for this call" + (
             f" (the token's roles: {roles})" if roles else ""
         )
     elif status == 403:
         message += ". The credential is not allowed this call: ask the vendor for the permission"
+    # A 429 is a refusal: the server did nothing, so even a POST may be sent again.
+    retryable = status in TRANSIENT_STATUSES and (method in IDEMPOTENT_METHODS or unsafe_ok or status == 429)
+    if retryable and not resendable:
+        retryable, message = False, f"{message}. Not retried: {ONE_TIME_BODY}"
     raise caller.error(
         message,
         status=status,
         body=outcome.text[:2000],
-        # A 429 is a refusal: the server did nothing, so even a POST may be sent again.
-        retryable=status in TRANSIENT_STATUSES and (method in IDEMPOTENT_METHODS or unsafe_ok or status == 429),
+        retryable=retryable,
         retry_after=parse_retry_after(outcome.headers.get("Retry-After")),
     )
 
 
 def _transport_failure(
-    caller: Caller, exc: httpx.TransportError, method: str, endpoint: str, unsafe_ok: bool
+    caller: Caller, exc: httpx.TransportError, method: str, endpoint: str, unsafe_ok: bool, resendable: bool
 ) -> httpx.Response:
-    raise caller.error(
-        f"{method} {endpoint} for connection {caller.conn_id!r} failed: {type(exc).__name__}: {exc}",
-        status=None,
-        retryable=method in IDEMPOTENT_METHODS or unsafe_ok or isinstance(exc, _NEVER_REACHED),
-        timed_out=isinstance(exc, httpx.TimeoutException),
-    )
+    message = f"{method} {endpoint} for connection {caller.conn_id!r} failed: {type(exc).__name__}: {exc}"
+    never_reached = isinstance(exc, _NEVER_REACHED)  # its body was not read either
+    retryable = never_reached or (method in IDEMPOTENT_METHODS or unsafe_ok)
+    if retryable and not (resendable or never_reached):
+        retryable, message = False, f"{message}. Not retried: {ONE_TIME_BODY}"
+    raise caller.error(message, status=None, retryable=retryable, timed_out=isinstance(exc, httpx.TimeoutException))
 
 
 def json_body(caller: Caller, response: httpx.Response, field: str | None = None) -> Any:

@@ -8,22 +8,24 @@ call is the client's; the hook's methods of that kind only hand over to it.
 
 from __future__ import annotations
 
-import json
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from airflow.sdk import BaseHook
 
-from airflow_vendorauth.auth.cache import cache_key
-from airflow_vendorauth.auth.grants import MTLS_CLIENT_AUTH
 from airflow_vendorauth.auth.warn_once import warn_once
-from airflow_vendorauth.exceptions import ConnectionConfigError, VendorAuthError
+from airflow_vendorauth.exceptions import ConnectionConfigError
 from airflow_vendorauth.hooks.async_connections import read_connection
 from airflow_vendorauth.hooks.masking import mask
+from airflow_vendorauth.hooks.test_report import shown_on_the_cli
+from airflow_vendorauth.hooks.wiring import credential_key
 from airflow_vendorauth.retry import RetryPolicy
 from airflow_vendorauth.vendors import VENDORS
 from airflow_vendorauth.vendors.profile import ConnectionSettings, RawConnection, VendorProfile
+
+__all__ = ["VendorHook", "credential_key", "hook_for_connection", "hook_for_connection_async"]
 
 if TYPE_CHECKING:
     # The token machinery, the API client and the paging engine are imported where a task first uses
@@ -147,54 +149,9 @@ class VendorHook(BaseHook):
     def client(self) -> ApiClient:
         """The API client of this hook (built on first use, after the connection was validated)."""
         if self._client is None:
-            from airflow_vendorauth.auth import dpop
-            from airflow_vendorauth.auth.provider import TokenProvider
-            from airflow_vendorauth.auth.token_endpoint import TokenEndpoint
-            from airflow_vendorauth.client.api_client import ApiClient
-            from airflow_vendorauth.hooks.shared_cache import shared_cache_for
+            from airflow_vendorauth.hooks.wiring import build_client
 
-            s, profile = self.settings, self.profile
-            policy = self._retry_policy or RetryPolicy.from_max_retries(s.max_retries)
-            key = credential_key(profile, s)
-            endpoint = TokenEndpoint(
-                vendor=profile.display_name,
-                conn_id=self.conn_id,
-                build=lambda attempt: profile.build_token_request(s, attempt),
-                token_url=s.token_url,
-                issuer=s.issuer,
-                policy=policy,
-                timeout=s.timeout,
-                verify=s.tls(),
-                logger=self.log,  # type: ignore[arg-type]
-                expect_jwt=profile.issues_jwt,
-                labels={"login": profile.login_label, "password": _credential_label(profile, s)},
-                transport=self._transports[0],
-                proof_key=dpop.key_for(key) if s.extras.get("dpop") else None,
-                mtls=s.client_certificate is not None,
-            )
-            provider = TokenProvider(
-                endpoint,
-                key=key,
-                shared=shared_cache_for(  # type: ignore[arg-type]
-                    s.token_cache, logger=self.log, redis_connection=self._redis_connection_of(s)  # type: ignore[arg-type]
-                ),
-                refresh_seed=profile.refresh_seed(s),
-                on_new_token=lambda token: mask(token.access_token),
-                logger=self.log,  # type: ignore[arg-type]
-            )
-            default_pagination = profile.default_pagination
-            self._client = ApiClient(
-                s,
-                provider,
-                api_headers=profile.api_headers(s),
-                sensitive_headers=profile.header_names(s),
-                policy=policy,
-                default_pagination=(lambda: default_pagination(s)) if default_pagination else None,
-                logger=self.log,  # type: ignore[arg-type]
-                max_concurrency=s.extra("max_concurrency") or profile.max_concurrency,
-                transport=self._transports[0],
-                async_transport=self._transports[1],
-            )
+            self._client = build_client(self, self.settings, self._redis_connection_of(self.settings))
         return self._client
 
     # ---- tokens ------------------------------------------------------------------------------------
@@ -263,9 +220,10 @@ class VendorHook(BaseHook):
         from airflow_vendorauth.pagination.walk import PagingOptions
 
         await self.asettings()
-        async for batch in self.client.apage_batches(endpoint, PagingOptions(**options)):
-            for record in batch.records:
-                yield record
+        async with contextlib.aclosing(self.client.apage_batches(endpoint, PagingOptions(**options))) as scan:
+            async for batch in scan:  # closed early: the scan's pages have ended when this closes
+                for record in batch.records:
+                    yield record
 
     def close(self) -> None:
         if self._client is not None:
@@ -283,60 +241,14 @@ class VendorHook(BaseHook):
 
     # ---- the UI's Test button ---------------------------------------------------------------------------
 
+    @shown_on_the_cli  # `airflow connections test` shows a success's message too
     def test_connection(self) -> tuple[bool, str]:
         """Prove the credential at the token endpoint (never a cache): its lifetime, or the vendor's reason.
+        A rotating refresh token is spent only through Redis, where the workers find its successor
+        (``hooks/connection_check.py``)."""
+        from airflow_vendorauth.hooks.connection_check import check_connection
 
-        A rotating refresh token is never spent where the workers could not see the next one: with a
-        shared cache (file, Redis) Test refreshes under the cache's lock and stores the next token there,
-        as a worker would; with ``cache: memory`` (the api-server's memory is no worker's) it checks the
-        token endpoint and the client credentials with a refresh token that cannot exist, and says that
-        the refresh token itself was not spent.
-        """
-        try:
-            provider = self.client.provider
-            if provider.rotating and provider.shared is None:
-                checked = provider.check_refresh_client()
-                return True, (
-                    f"{self.profile.display_name}: {checked}. The refresh token was not spent: with Token cache "
-                    "memory the next one would stay in this process, out of the workers' reach. Set Token cache "
-                    "to Redis (or file) to have Test refresh it under the workers' lock"
-                )
-            token = self.get_token(force_refresh=True)
-        except VendorAuthError as error:
-            self.log.info("Test of connection %r failed: %s", self.conn_id, error)
-            return False, error.summary + self._unknown_note()
-        roles = f"; roles: {', '.join(token.roles)}" if token.roles else ""
-        message = f"{self.profile.display_name} token obtained, valid for {token.seconds_left()} s{roles}"
-        return True, message + self._unknown_note()
-
-    def _unknown_note(self) -> str:
-        """Test's word on extras the type does not know (empty when there are none or none were read)."""
-        unknown = self._settings.unknown_extras if self._settings else None
-        return f". Note: {unknown}" if unknown else ""
-
-
-def _credential_label(profile: VendorProfile, s: ConnectionSettings) -> str:
-    """What proves the client, in the form's words, for the fix of a refusal."""
-    method = s.extra("client_auth")
-    if method == "private_key_jwt":
-        return "Private key and Certificate (as registered with the identity provider)"
-    if method == "federated":
-        return "Assertion file (its token's issuer and subject must match a federated credential of the client)"
-    if method in MTLS_CLIENT_AUTH:
-        return "Client certificate (as registered for the client, or issued by the CA the server trusts)"
-    return "Client ID alone (a public client)" if method == "none" else profile.password_label
-
-
-def credential_key(profile: VendorProfile, s: ConnectionSettings) -> str:
-    """The credential's fingerprint: everything that makes another token (never a secret in clear)."""
-    identity = [s.extra(name) for name in profile.identity_extras]
-    return cache_key(profile.conn_type, s.token_url or s.issuer, s.client_id, s.client_secret, *map(_text, identity))
-
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
-    return None if value is None else str(value)
+        return check_connection(self)
 
 
 def hook_for_connection(conn_id: str) -> VendorHook:

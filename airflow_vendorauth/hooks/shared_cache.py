@@ -5,7 +5,8 @@ This is where ``auth/`` (which never imports Airflow) meets Airflow's settings: 
 ``AIRFLOW__VENDORAUTH__TOKEN_CACHE_DIR``, by default ``$AIRFLOW_HOME/vendorauth/token-cache``).
 
 Without a Fernet key nothing is written to a file or to Redis (a token never rests in clear): the
-connection then behaves as ``token_cache=memory``, and a warning says so once.
+connection then behaves as ``token_cache=memory``, and a warning says so once; a rotating refresh token is
+refused instead (``hooks/wiring.py``), since its successor would die with the process.
 
 Redis credentials: ``cache: redis_conn_id:<id>`` reads host, port, login, password and the extras ``db``
 and ``ssl`` from an Airflow connection (the Redis type users already have), whose password is a secret
@@ -18,6 +19,7 @@ import logging
 import os
 import threading
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from airflow_vendorauth.auth.cache import SharedTokenCache
 from airflow_vendorauth.auth.cipher import cipher_from_keys
@@ -36,12 +38,31 @@ def token_cache_dir() -> str:
     return (configured or "{AIRFLOW_HOME}/vendorauth/token-cache").replace("{AIRFLOW_HOME}", home)
 
 
+#: The extras of an Airflow Redis connection that become TLS parameters of the URL (the names Airflow's
+#: Redis provider reads, plus ``sentinel_auth``).
+_URL_EXTRAS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_check_hostname", "sentinel_auth")
+
+
 def redis_address(connection: Any) -> tuple[str, str | None, str | None]:
     """A Redis URL without credentials, the username and the password, from an Airflow connection of
-    type redis (the fields Airflow's Redis provider reads: host, port, login, password, extra db, ssl)."""
+    type redis: host (several ``host:port`` separated by commas for Sentinel or Cluster), port, login,
+    password, and the extras ``db``, ``ssl`` (and the ``ssl_*`` files Airflow's Redis provider reads),
+    ``sentinel_master`` (a Sentinel group: the master's name) or ``cluster: true`` (cluster mode)."""
     extra = connection.extra_dejson if hasattr(connection, "extra_dejson") else {}
-    ssl = str(extra.get("ssl", "")).lower() in ("true", "1", "yes")
-    url = f"{'rediss' if ssl else 'redis'}://{connection.host or '127.0.0.1'}:{connection.port or 6379}/{int(extra.get('db', 0) or 0)}"
+
+    def flag(name: str) -> bool:
+        return str(extra.get(name, "")).lower() in ("true", "1", "yes")
+
+    master = str(extra.get("sentinel_master") or "").strip()
+    topology = "+sentinel" if master else "+cluster" if flag("cluster") else ""
+    default_port = connection.port or (26379 if master else 6379)
+    hosts = ",".join(
+        h if ":" in h else f"{h}:{default_port}" for h in (p.strip() for p in str(connection.host or "127.0.0.1").split(","))
+    )
+    path = "" if topology == "+cluster" else f"/{quote(master, safe='')}/{int(extra.get('db', 0) or 0)}" if master else f"/{int(extra.get('db', 0) or 0)}"
+    query = urlencode({name: str(extra[name]).lower() if isinstance(extra[name], bool) else extra[name]
+                       for name in _URL_EXTRAS if extra.get(name) not in (None, "")})
+    url = f"{'rediss' if flag('ssl') else 'redis'}{topology}://{hosts}{path}{'?' + query if query else ''}"
     return url, connection.login or None, connection.password or None
 
 

@@ -2,7 +2,7 @@
 
 An operator with ``output_path`` declares the output as an Asset (``asset_for_output``). When the output
 is complete, :func:`record_output` puts ``{"path", "records", "pages", "expected_records", "bytes"}`` (and a scan's
-``scan_id``) on that asset's event, so a DAG scheduled on the asset reads them from
+``scan_id``; the path without a password or a signature) on that asset's event, so a DAG scheduled on the asset reads them from
 ``triggering_asset_events`` without opening the file, and keeps them on the operator, where the
 OpenLineage facets of the task's completion find them (:mod:`.facets`).
 """
@@ -35,9 +35,14 @@ def output_size(path: str) -> int | None:
 
 
 def output_figures(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The figures of a finished output: its path, records, pages, bytes (and the scan id of a scan)."""
+    """The figures of a finished output: its path (without a password or a signature:
+    :func:`~airflow_vendorauth.lineage.datasets.without_secrets`), records, pages, bytes (and the scan id
+    of a scan)."""
+    from airflow_vendorauth.lineage.datasets import without_secrets
+
     figures = {key: result[key] for key in FIGURES if result.get(key) is not None}
-    figures["bytes"] = output_size(str(result["path"]))
+    figures["bytes"] = output_size(str(result["path"]))  # the real path: its size
+    figures["path"] = without_secrets(str(result["path"]))
     return figures
 
 

@@ -14,6 +14,8 @@ the dataset within it) the API's origin is the namespace (``https://api.example.
 endpoint's path below the connection's base URL the name (``/v1/jobs``). A query string is dropped
 whole: its values are filters, dates and ids that change per run (each run would name a new dataset)
 and, in a careless URL, credentials. User information in any URL is dropped for the same reason.
+:func:`without_secrets` uses these names for an output path that carries a password or a signature, so
+the Asset an operator declares, its events, XCom and the logs never show them.
 """
 
 from __future__ import annotations
@@ -82,7 +84,22 @@ def output_dataset(path: str) -> DatasetName:
             return DatasetName("file", parts.path)
         return DatasetName(f"file://{host}", parts.path)
     if scheme in OBJECT_STORES:
-        azure = (parts.hostname or "").endswith(AZURE_HOSTS)
-        authority = parts.netloc if azure else parts.netloc.rsplit("@", 1)[-1]
+        authority = parts.netloc.rsplit("@", 1)[-1]
+        if parts.username and (parts.hostname or "").endswith(AZURE_HOSTS):  # the container, never a password
+            authority = f"{parts.username}@{authority}"
         return DatasetName(f"{OBJECT_STORES[scheme]}://{authority}", parts.path.lstrip("/"))
     return DatasetName(f"{scheme}://{_host_port(parts)}", parts.path)
+
+
+def without_secrets(path: str) -> str:
+    """``path`` as an asset, a log line, an asset event or XCom may show it: as given, unless it is a URL
+    with a password or a query or fragment (a signed URL's signature, a SAS token), which then goes the
+    way :func:`output_dataset` names it, without them. A local path is never changed (its ``?`` or
+    ``#`` is part of a file name)."""
+    parts = urlsplit(path)
+    if len(parts.scheme) <= 1 or (parts.password is None and not parts.query and not parts.fragment):
+        return path
+    try:
+        return output_dataset(path).uri
+    except ValueError:  # a malformed port: keep the scheme, the host and the path, and nothing else
+        return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}{parts.path}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.sdk import Asset, BaseOperator
@@ -22,10 +22,18 @@ DEFAULT_MAX_XCOM_RECORDS = 1000
 
 
 def asset_for_output(output: str) -> Asset:
-    """The Asset a task's output is declared as; templated parts of the path become ``*``."""
-    static = re.sub(r"\{\{.*?\}\}", "*", output)
-    uri = static if "://" in static else f"file://{static}"
-    return Asset(uri=uri, name=f"vendorauth:{static}")
+    """The Asset a task's output is declared as; templated parts of the path become ``*``, and a password,
+    query or fragment (a signed URL's signature) is left out of its name and URI (the lineage names'
+    rule, ``lineage/datasets.py``): the asset is stored and shown by Airflow."""
+    from airflow_vendorauth.operators.output_path import expand_home
+
+    static = expand_home(re.sub(r"\{\{.*?\}\}", "*", output))
+    if "://" not in static:  # a local path: nothing to leave out (and no lineage module at parse time)
+        return Asset(uri=f"file://{static}", name=f"vendorauth:{static}")
+    from airflow_vendorauth.lineage.datasets import without_secrets
+
+    static = without_secrets(static)
+    return Asset(uri=static, name=f"vendorauth:{static}")
 
 
 class VendorApiOperator(OpenLineageMethods, BaseOperator):
@@ -43,7 +51,7 @@ class VendorApiOperator(OpenLineageMethods, BaseOperator):
     :param paginate: False makes one call and returns its JSON body.
     :param max_pages: stop after this many pages. ``max_records``: after this many records.
     :param output_path: local path or object-storage URL (``s3://...``) of a JSON Lines file, templated
-        (``/data/{{ ds }}/jobs.jsonl``). Records stream there page by page and XCom gets
+        (``/data/{{ ds }}/jobs.jsonl``; a leading ``~`` is the task user's home). Records stream there page by page and XCom gets
         ``{"path", "records", "pages", "expected_records"}``; the output is declared as an Asset. Without
         it, XCom gets the records, and more than ``max_xcom_records`` are refused.
     :param fail_on_shortfall: when the API announced a total and the pages held fewer records, fail the
@@ -117,35 +125,34 @@ class VendorApiOperator(OpenLineageMethods, BaseOperator):
         # Imported here, not at the top: the DAG processor parses this module on every DAG file that uses
         # the operator, and the hook's stack adds ~8 ms of CPU to each parse (benchmarks/import_time.py).
         from airflow_vendorauth.hooks.base import hook_for_connection
-        from airflow_vendorauth.operators.output_path import check_output_path
+        from airflow_vendorauth.operators.output_path import check_output_path, expand_home
 
-        with stopping.task_running(self):
+        with stopping.task_running(self) as clients:
             if self.output_path:
-                check_output_path(str(self.output_path), self.task_id)
-            with hook_for_connection(self.conn_id) as hook:
-                if not self.paginate:
-                    single = self._single_call(hook)
-                    if self.output_path:
-                        self._record_asset_event(context, single)
-                    return single
-                if self.output_path:
-                    from airflow_vendorauth.operators.streaming import stream_to_jsonl
+                self.output_path = expand_home(str(self.output_path))  # rendered: the task user's ~
+                check_output_path(self.output_path, self.task_id)
+            # closed when the execute ends, after the rotations page threads hold (stopping.task_running)
+            hook = clients.enter_context(hook_for_connection(self.conn_id))
+            if not self.paginate:
+                single = self._single_call(hook)
+                return self._record_asset_event(context, single) if self.output_path else single
+            if self.output_path:
+                from airflow_vendorauth.operators.streaming import stream_to_jsonl
 
-                    result = stream_to_jsonl(
-                        hook,
-                        self.endpoint,
-                        str(self.output_path),
-                        context=context,
-                        log=self.log,  # type: ignore[arg-type]
-                        checkpoint_key=self.checkpoint_key,
-                        options=self._paging_options(),
-                        progress_every=self.progress_every,
-                        fail_on_shortfall=self.fail_on_shortfall,
-                    )
-                    self._record_asset_event(context, result)
-                    return result
-                with stopping.running_scan():  # nothing to commit: a stop ends it at once
-                    return self._records_for_xcom(hook)
+                result = stream_to_jsonl(
+                    hook,
+                    self.endpoint,
+                    str(self.output_path),
+                    context=context,
+                    log=self.log,  # type: ignore[arg-type]
+                    checkpoint_key=self.checkpoint_key,
+                    options=self._paging_options(),
+                    progress_every=self.progress_every,
+                    fail_on_shortfall=self.fail_on_shortfall,
+                )
+                return self._record_asset_event(context, result)
+            with stopping.running_scan():  # nothing to commit: a stop ends it at once
+                return self._records_for_xcom(hook)
 
     def on_kill(self) -> None:
         super().on_kill()
@@ -179,24 +186,21 @@ class VendorApiOperator(OpenLineageMethods, BaseOperator):
         )
 
     def _records_for_xcom(self, hook: Any) -> list[Any]:
-        from airflow_vendorauth.operators.streaming import check_total, collect_for_xcom
+        from airflow_vendorauth.operators.streaming import records_for_xcom
 
-        pages, total = 0, None
-        options = self._paging_options()
+        return records_for_xcom(
+            hook,
+            self.endpoint,
+            self._paging_options(),
+            limit=self.max_xcom_records,
+            what=f"{self.task_id}: {self.endpoint}",
+            log=self.log,  # type: ignore[arg-type]
+            fail_on_shortfall=self.fail_on_shortfall,
+        )
 
-        def records() -> Iterator[Any]:
-            nonlocal pages, total
-            for batch in hook.page_batches(self.endpoint, options):
-                pages += 1
-                total = batch.total if batch.total is not None else total
-                yield from batch.records
-
-        collected = collect_for_xcom(records(), self.max_xcom_records, f"{self.task_id}: {self.endpoint}")
-        self.log.info("%s: %d pages, %d records returned to XCom", self.endpoint, pages, len(collected))
-        check_total(hook, self.endpoint, len(collected), total, options, pages, self.log, self.fail_on_shortfall)  # type: ignore[arg-type]
-        return collected
-
-    def _record_asset_event(self, context: Context, result: dict[str, Any]) -> None:
+    def _record_asset_event(self, context: Context, result: dict[str, Any]) -> dict[str, Any]:
+        """Put the output's figures on its asset event; the result for XCom, its path as the event shows
+        it (no password or signature: XCom lives in the metadata database and the UI shows it)."""
         from airflow_vendorauth.lineage.asset_events import record_output
 
-        record_output(self, context, result)
+        return {**result, "path": record_output(self, context, result)["path"]}

@@ -49,10 +49,13 @@ class KaziScanOperator(OpenLineageMethods, ResumableJobMixin, BaseOperator):
     :param scan_type: "job" or "talent".
     :param input_path: a JSON Lines file of the items to scan (e.g. an upstream VendorApiOperator's
         output); templated. ``items`` gives them inline instead.
-    :param output_path: JSON Lines file for the results; templated. Without it, XCom gets the results.
+    :param output_path: JSON Lines file for the results; templated (a leading ``~`` is the task user's
+        home). Without it, XCom gets the results.
     :param deferrable: wait in the triggerer instead of a worker slot (default: Airflow's
         ``[operators] default_deferrable``).
     :param poll_interval: seconds between status checks. ``scan_timeout``: give up after this long.
+    :param fail_on_shortfall: when Kazi announced more results than its pages held, fail the task naming
+        both numbers (the default), to XCom as to ``output_path``; False logs a warning and keeps them.
     """
 
     template_fields: Sequence[str] = ("conn_id", "input_path", "items", "output_path")
@@ -73,6 +76,7 @@ class KaziScanOperator(OpenLineageMethods, ResumableJobMixin, BaseOperator):
         status_endpoint: str = "/tagging/v2/{kind}-scans/{scan_id}",
         results_endpoint: str = "/tagging/v2/{kind}-scans/{scan_id}/results",
         max_xcom_records: int = 1000,
+        fail_on_shortfall: bool = True,
         **kwargs: Any,
     ) -> None:
         if scan_type not in ITEMS_FIELD:
@@ -99,6 +103,7 @@ class KaziScanOperator(OpenLineageMethods, ResumableJobMixin, BaseOperator):
         self.status_endpoint = status_endpoint
         self.results_endpoint = results_endpoint
         self.max_xcom_records = max_xcom_records
+        self.fail_on_shortfall = fail_on_shortfall
         self._results: dict[Any, Any] = {}
         self._hook_of_this_try: KaziHook | None = None
 
@@ -123,7 +128,9 @@ class KaziScanOperator(OpenLineageMethods, ResumableJobMixin, BaseOperator):
     def _load_items(self) -> list[dict[str, Any]]:
         if self.items is not None:
             return list(self.items)
-        path = Path(str(self.input_path))
+        from airflow_vendorauth.operators.output_path import expand_home
+
+        path = Path(expand_home(str(self.input_path)))
         if not path.exists():
             raise FileNotFoundError(
                 f"{self.task_id}: input_path {path} does not exist (did the upstream task write it?)"
@@ -182,11 +189,12 @@ class KaziScanOperator(OpenLineageMethods, ResumableJobMixin, BaseOperator):
 
     def get_job_result(self, external_id: Any, context: Context) -> Any:
         if external_id not in self._results:
-            self._results[external_id] = self._collect_results(external_id, context)
+            result = self._collect_results(external_id, context)
             if self.output_path:
                 from airflow_vendorauth.lineage.asset_events import record_output
 
-                record_output(self, context, self._results[external_id])
+                result = {**result, "path": record_output(self, context, result)["path"]}  # XCom: no secret
+            self._results[external_id] = result
         return self._results[external_id]
 
     @property
@@ -208,27 +216,36 @@ class KaziScanOperator(OpenLineageMethods, ResumableJobMixin, BaseOperator):
                 context=context,
                 log=self.log,  # type: ignore[arg-type]
                 checkpoint_key=f"kazi_results_checkpoint:{external_id}",
+                fail_on_shortfall=self.fail_on_shortfall,
             )
             return {**result, "scan_id": external_id}
-        from airflow_vendorauth.operators.streaming import collect_for_xcom
+        from airflow_vendorauth.operators.streaming import records_for_xcom
+        from airflow_vendorauth.pagination.walk import PagingOptions
 
         with stopping.running_scan():  # nothing to commit: a stop ends it at once
-            return collect_for_xcom(hook.paginate(endpoint), self.max_xcom_records, f"{self.task_id}: {endpoint}")
+            return records_for_xcom(
+                hook,
+                endpoint,
+                PagingOptions(),
+                limit=self.max_xcom_records,
+                what=f"{self.task_id}: {endpoint}",
+                log=self.log,  # type: ignore[arg-type]
+                fail_on_shortfall=self.fail_on_shortfall,
+            )
 
     # ---- execution ------------------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
-        try:
-            with stopping.task_running(self):
-                return self._execute(context)
-        finally:
-            self._end_of_try()
+        with stopping.task_running(self) as clients:
+            clients.callback(self._end_of_try)  # after the rotations page threads hold (stopping.task_running)
+            return self._execute(context)
 
     def _execute(self, context: Context) -> Any:
         if self.output_path:  # before a scan is submitted: a scan whose results cannot be written is wasted
-            from airflow_vendorauth.operators.output_path import check_output_path
+            from airflow_vendorauth.operators.output_path import check_output_path, expand_home
 
-            check_output_path(str(self.output_path), self.task_id)
+            self.output_path = expand_home(str(self.output_path))  # rendered: the task user's ~
+            check_output_path(self.output_path, self.task_id)
         if not self.deferrable:
             return self.execute_resumable(context)
         store = context.get("task_state_store")
@@ -266,8 +283,10 @@ class KaziScanOperator(OpenLineageMethods, ResumableJobMixin, BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         if event.get("status") != "success":
             raise KaziScanError(event.get("message", f"Kazi scan {event.get('scan_id')} failed"))
-        try:
-            with stopping.task_running(self):
-                return self.get_job_result(event["scan_id"], context)
-        finally:
-            self._end_of_try()
+        with stopping.task_running(self) as clients:
+            clients.callback(self._end_of_try)
+            if self.output_path:  # a new instance after the deferral: its rendered path, ~ expanded again
+                from airflow_vendorauth.operators.output_path import expand_home
+
+                self.output_path = expand_home(str(self.output_path))
+            return self.get_job_result(event["scan_id"], context)

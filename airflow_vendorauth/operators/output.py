@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from airflow_vendorauth.jsonlib import dumps_lines
+from airflow_vendorauth.lineage.datasets import without_secrets
 from airflow_vendorauth.pagination.strategies import PageRequest
 
 if TYPE_CHECKING:
@@ -45,6 +47,9 @@ class Checkpoint:
     tail_sha256: str | None = None
     #: The records the API announced for the whole scan (checked at its end), when it announced any.
     total: int | None = None
+    #: The identity of the scan it belongs to (``operators/scan_identity.py``); None in the checkpoints of
+    #: versions before it, which a scan sets aside.
+    scan: Mapping[str, str] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,6 +59,7 @@ class Checkpoint:
             "next_request": self.next_request.to_json() if self.next_request else None,
             "tail_sha256": self.tail_sha256,
             "total": self.total,
+            "scan": dict(self.scan) if self.scan is not None else None,
         }
 
     @classmethod
@@ -68,6 +74,7 @@ class Checkpoint:
                 next_request=PageRequest.from_json(nxt) if nxt else None,
                 tail_sha256=data.get("tail_sha256"),
                 total=int(data["total"]) if data.get("total") is not None else None,
+                scan={str(k): str(v) for k, v in data["scan"].items()} if data.get("scan") else None,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"not a checkpoint ({type(exc).__name__}: {exc})") from None
@@ -102,8 +109,12 @@ class JsonLinesSink:
     After construction, :attr:`resumed` says whether the checkpoint was trusted, and :attr:`restart_reason`
     why not (None when there was nothing to resume)."""
 
-    def __init__(self, path: str, resume_from: Checkpoint | None = None) -> None:
+    def __init__(
+        self, path: str, resume_from: Checkpoint | None = None, scan: Mapping[str, str] | None = None
+    ) -> None:
         self.path = path
+        #: The identity of the scan written here, carried by its checkpoints.
+        self.scan = scan
         self.partial = path + ".partial"
         self.records = self.pages = self.position = 0
         self._tail = b""
@@ -125,7 +136,7 @@ class JsonLinesSink:
             try:
                 handle = open(self.partial, "r+b")
             except FileNotFoundError:
-                self.restart_reason = f"{self.partial} is not there (another machine, or cleaned up)"
+                self.restart_reason = f"{without_secrets(self.partial)} is not there (another machine, or cleaned up)"
             else:
                 size = os.fstat(handle.fileno()).st_size
                 self.restart_reason = self._check(resume_from, size, lambda start, n: os.pread(handle.fileno(), n, start))
@@ -149,7 +160,7 @@ class JsonLinesSink:
     def _resume_remote(self, fs: AbstractFileSystem, partial: str, resume_from: Checkpoint) -> str | None:
         """Set ``self._file`` to the resumed output and return None, or return why it cannot resume."""
         if not fs.exists(partial):
-            return f"{self.partial} is not there (another machine, or an object never completed)"
+            return f"{without_secrets(self.partial)} is not there (another machine, or an object never completed)"
         size = int(fs.size(partial))
         with fs.open(partial, "rb") as old:
 
@@ -187,11 +198,11 @@ class JsonLinesSink:
         if point.tail_sha256 is None:
             return "the checkpoint was written by an older version and does not describe the file"
         if size < point.bytes_written:
-            return f"{self.partial} holds {size} bytes, fewer than the {point.bytes_written} the checkpoint covers"
+            return f"{without_secrets(self.partial)} holds {size} bytes, fewer than the {point.bytes_written} the checkpoint covers"
         start = max(0, point.bytes_written - TAIL)
         tail = read(start, point.bytes_written - start)
         if tail_digest(tail) != point.tail_sha256:
-            return f"{self.partial} differs from what the checkpoint describes (its last bytes do not match)"
+            return f"{without_secrets(self.partial)} differs from what the checkpoint describes (its last bytes do not match)"
         self._tail = tail
         return None
 
@@ -214,7 +225,9 @@ class JsonLinesSink:
         self._file.flush()
         if durable:
             self.sync()
-        return Checkpoint(self.position, self.records, self.pages, next_request, tail_digest(self._tail), total)
+        return Checkpoint(
+            self.position, self.records, self.pages, next_request, tail_digest(self._tail), total, self.scan
+        )
 
     def sync(self) -> None:
         """Make what was flushed survive a crash of this machine (fsync; object storage: nothing to do,
@@ -235,3 +248,14 @@ class JsonLinesSink:
 
     def abort(self) -> None:
         self._file.close()
+
+    def discard(self) -> None:
+        """Close and remove the partial output (a scan that wrote nothing leaves no empty file behind)."""
+        self._file.close()
+        try:
+            if self._fs is not None:
+                self._fs.rm(remote_filesystem(self.partial)[1])
+            else:
+                os.remove(self.partial)
+        except (FileNotFoundError, OSError):  # nothing to remove: nothing left behind either way
+            pass

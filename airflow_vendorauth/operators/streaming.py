@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
-from airflow_vendorauth.exceptions import PaginationError
+from airflow_vendorauth.exceptions import PaginationError, ScanStopped, TokenRequestError
 from airflow_vendorauth.hooks.base import VendorHook
+from airflow_vendorauth.lineage.datasets import without_secrets
 from airflow_vendorauth.operators.checkpoints import Committer
 from airflow_vendorauth.operators.output import Checkpoint, JsonLinesSink
+from airflow_vendorauth.operators.scan_identity import differences, endpoint_path, scan_identity
 from airflow_vendorauth.pagination.walk import PagingOptions
 from airflow_vendorauth.stopping import running_scan
 
@@ -66,15 +68,26 @@ def stream_to_jsonl(
     ends short of the announced total fails (``fail_on_shortfall``) or warns; one past it warns."""
     options = options or PagingOptions()
     store = context.get("task_state_store")
-    resume = _saved_checkpoint(store, checkpoint_key, output, log)
-    sink = JsonLinesSink(output, resume_from=resume)
+    scan = scan_identity(
+        connection=hook.conn_id,
+        endpoint=endpoint,
+        output=output,
+        params=options.params,
+        headers=options.headers,
+        pagination=options.pagination,
+        connection_pagination=hook.settings.extra("pagination"),
+        max_pages=options.max_pages,
+        max_records=options.max_records,
+    )
+    resume = _saved_checkpoint(store, checkpoint_key, endpoint, output, scan, log)
+    sink = JsonLinesSink(output, resume_from=resume, scan=scan)
     if resume is not None and sink.resumed:
         log.info(
             "Resuming %s from its last committed page: %d pages, %d records already written to %s",
             endpoint,
             resume.pages,
             resume.records,
-            output,
+            without_secrets(output),
         )
     elif resume is not None:
         log.warning("Starting %s over from its first page, counting from zero: %s", endpoint, sink.restart_reason)
@@ -106,20 +119,15 @@ def stream_to_jsonl(
                     raise
         if committer is not None:
             committer.close(commit=False)
-    except BaseException:
+    except BaseException as exc:
         if committer is not None and not committer.closed:
             committer.close(commit=True)  # a failed or stopped try: what was written is committed
-        sink.abort()
-        log.error(
-            "%s stopped after %d pages: %d records are in %s (kept; a retry resumes from the last committed page)",
-            endpoint,
-            sink.pages,
-            sink.records,
-            sink.partial,
-        )
+        _say_where_it_stopped(log, endpoint, sink, exc)
         raise
     try:
-        check_total(hook, endpoint, sink.records, total, options, sink.pages, log, fail_on_shortfall, sink.partial)
+        check_total(
+            hook, endpoint, sink.records, total, options, sink.pages, log, fail_on_shortfall, without_secrets(sink.partial)
+        )
     except PaginationError:
         sink.abort()
         if store is not None:
@@ -130,6 +138,37 @@ def stream_to_jsonl(
         store.delete(checkpoint_key)
     progress.page_done(sink, final=True)
     return {"path": path, "records": sink.records, "pages": sink.pages, "expected_records": total}
+
+
+def _say_where_it_stopped(log: logging.Logger, endpoint: str, sink: JsonLinesSink, exc: BaseException) -> None:
+    """End the output of a failed or stopped scan and say what it holds. Nothing written (not even by an
+    earlier try): no empty partial output is left, and the log says nothing was fetched and why (refused
+    credentials: a retry would fail alike). Pages written: they are kept, and a retry resumes from the last
+    committed page; when the error says a retry cannot help (``retryable`` False: credentials refused, a
+    request the API refused), the log says that it must be fixed first."""
+    cannot_help = getattr(exc, "retryable", None) is False
+    if sink.pages == 0:
+        sink.discard()
+        if isinstance(exc, TokenRequestError):
+            why = (
+                f"the token request for connection {exc.conn_id!r} failed (the error below names the field to fix)"
+                + ("; a retry fails alike until the connection is fixed" if cannot_help else "")
+            )
+        elif isinstance(exc, ScanStopped):
+            why = "the task was told to stop before the first page"
+        else:
+            why = "the first page failed (the error below)"
+        log.error("%s: nothing was fetched and no partial output is left: %s", endpoint, why)
+        return
+    sink.abort()
+    log.error(
+        "%s stopped after %d pages: %d records are in %s (kept; a retry resumes from the last committed page%s)",
+        endpoint,
+        sink.pages,
+        sink.records,
+        without_secrets(sink.partial),
+        " once the error below is fixed" if cannot_help else "",
+    )
 
 
 def _end_paging(batches: Any, exc: BaseException) -> None:
@@ -149,15 +188,36 @@ def _end_paging(batches: Any, exc: BaseException) -> None:
         pass
 
 
-def _saved_checkpoint(store: Any, key: str, output: str, log: logging.Logger) -> Checkpoint | None:
+def _saved_checkpoint(
+    store: Any, key: str, endpoint: str, output: str, scan: Mapping[str, str], log: logging.Logger
+) -> Checkpoint | None:
+    """The checkpoint this scan resumes from: None when there is none, or it is not one, or it belongs to
+    another scan (a task cleared after its endpoint, parameters, paging or output changed: Airflow keeps
+    task_state_store across a clear). Another scan's checkpoint is set aside (deleted) and said; the
+    scan then starts over, its partial output written anew (``JsonLinesSink``), never appended to."""
     saved = store.get(key) if store is not None else None
     if saved is None:
         return None
     try:
-        return Checkpoint.from_json(saved)
+        checkpoint = Checkpoint.from_json(saved)
     except ValueError as exc:
-        log.warning("Ignoring the saved checkpoint of %s (%s): starting over", output, exc)
+        log.warning("Ignoring the saved checkpoint of %s (%s): starting over", without_secrets(output), exc)
         return None
+    if differs := differences(checkpoint.scan, scan):
+        log.warning(
+            "Setting aside the checkpoint saved under %r: it belongs to another scan than %s (%s). Starting %s "
+            "over from its first page; the partial output of the other scan (%d records) is discarded",
+            key,
+            endpoint_path(endpoint),
+            "; ".join(differs),
+            endpoint_path(endpoint),
+            checkpoint.records,
+        )
+        store.delete(key)
+        return None
+    return checkpoint
+
+
 
 
 def check_total(
@@ -205,6 +265,33 @@ def _compare_with_total(
             expected,
         )
     return None
+
+
+def records_for_xcom(
+    hook: VendorHook,
+    endpoint: str,
+    options: PagingOptions,
+    *,
+    limit: int,
+    what: str,
+    log: logging.Logger,
+    fail_on_shortfall: bool,
+) -> list[Any]:
+    """Every record of ``endpoint`` as a list for XCom, checked against the total the API announced as a
+    file's records are (:func:`check_total`): no task ends green with 150 of 250 records."""
+    pages, total = 0, None
+
+    def records() -> Iterator[Any]:
+        nonlocal pages, total
+        for batch in hook.page_batches(endpoint, options):
+            pages += 1
+            total = batch.total if batch.total is not None else total
+            yield from batch.records
+
+    collected = collect_for_xcom(records(), limit, what)
+    log.info("%s: %d pages, %d records returned to XCom", endpoint, pages, len(collected))
+    check_total(hook, endpoint, len(collected), total, options, pages, log, fail_on_shortfall)
+    return collected
 
 
 def collect_for_xcom(records: Iterable[Any], limit: int, what: str) -> list[Any]:

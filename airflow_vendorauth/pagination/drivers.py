@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from concurrent.futures import Future
+from concurrent.futures import wait as wait_for_futures
 from queue import SimpleQueue
 
 import httpx
@@ -35,6 +36,14 @@ from airflow_vendorauth.pagination.walk import (
 def _advance(flow: PagingFlow, reply: httpx.Response | None) -> Step | None:
     try:
         return flow.send(reply)
+    except StopIteration:
+        return None
+
+
+def _refused(flow: PagingFlow, exc: Exception) -> Step | None:
+    """A fetch failed: the flow decides at its Collect step (it re-raises all but a confirmation's 404)."""
+    try:
+        return flow.throw(exc)
     except StopIteration:
         return None
 
@@ -97,6 +106,10 @@ class _Workers:
                 worker.join()
 
 
+# How long the main thread sleeps at most between looks at a stop signal while it waits for a page.
+SIGNAL_LOOK_SECONDS = 0.2
+
+
 class _Threads:
     """Pages in flight as futures: worker threads', or done at once when one page runs at a time."""
 
@@ -108,6 +121,13 @@ class _Threads:
 
     def act(self, step: Fetch | Collect | Drop) -> httpx.Response | None:
         if isinstance(step, Collect):
+            head = self.pending[0]
+            while not head.done():
+                # In slices, never one untimed wait: the kernel may hand Airflow's SIGTERM to a page thread, and
+                # Python runs the handler in the main thread only when it next runs bytecode. An untimed wait
+                # would notice the stop only when the page came back (seen in CI: 10 s late, and the supervisor's
+                # SIGKILL comes 5 s after its SIGTERM).
+                wait_for_futures((head,), timeout=SIGNAL_LOOK_SECONDS)
             return self.pending.popleft().result()
         if isinstance(step, Drop):
             while self.pending:
@@ -131,6 +151,10 @@ class _Threads:
             self.pool.close(wait)
 
 
+#: How long the async driver waits for its cancelled pages to end when the scan ends early.
+CANCELLED_PAGES_WAIT_SECONDS = 5.0
+
+
 class _Tasks:
     """Pages in flight as asyncio tasks."""
 
@@ -148,9 +172,14 @@ class _Tasks:
         self.pending.append(asyncio.ensure_future(self.fetch(step.request)))
         return None
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
+        """Cancel the pages still in flight and wait (briefly) until they have ended, as the sync driver joins
+        its threads: none is left using the client the hook closes next, and each gives its quota permit back
+        while the loop still runs (after ``asyncio.run`` returns, its executor takes no more work)."""
         for task in self.pending:
             task.cancel()
+        if self.pending:
+            await asyncio.wait(list(self.pending), timeout=CANCELLED_PAGES_WAIT_SECONDS)
 
 
 def window_for(options: PagingOptions, ceiling: int) -> tuple[Window, int | Callable[[], int]]:
@@ -180,7 +209,14 @@ def page_batches(
         while step is not None:
             if isinstance(step, Emit):
                 yield step.batch
-            step = _advance(flow, None if isinstance(step, Emit) else pages.act(step))
+                step = _advance(flow, None)
+                continue
+            try:
+                reply = pages.act(step)
+            except Exception as exc:  # noqa: BLE001 - thrown into the flow, which re-raises what it does not expect
+                step = _refused(flow, exc)
+            else:
+                step = _advance(flow, reply)
     except BaseException as exc:
         # A stop that is no error (KeyboardInterrupt, the operators' ScanStopped on Airflow's SIGTERM) does not
         # wait for the pages in flight: the process is ending, and the scan's final checkpoint commit must come
@@ -197,7 +233,7 @@ async def apage_batches(
     options: PagingOptions,
     where: str,
     window: Window | None = None,
-) -> AsyncIterator[PageBatch]:
+) -> AsyncGenerator[PageBatch, None]:
     """The async driver: the same batches, in the same order; pages ahead are asyncio tasks."""
     if window is None:
         window, _ = window_for(options, ceiling=4)
@@ -213,6 +249,13 @@ async def apage_batches(
         while step is not None:
             if isinstance(step, Emit):
                 yield step.batch
-            step = _advance(flow, None if isinstance(step, Emit) else await pages.act(step))
+                step = _advance(flow, None)
+                continue
+            try:
+                reply = await pages.act(step)
+            except Exception as exc:  # noqa: BLE001 - thrown into the flow, which re-raises what it does not expect
+                step = _refused(flow, exc)
+            else:
+                step = _advance(flow, reply)
     finally:
-        pages.close()
+        await pages.aclose()

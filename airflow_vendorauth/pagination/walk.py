@@ -29,8 +29,8 @@ from typing import Any, Literal, Protocol, TypedDict
 
 import httpx
 
-from airflow_vendorauth.exceptions import PaginationError
-from airflow_vendorauth.pagination.strategies import Page, PageRequest, Pagination
+from airflow_vendorauth.exceptions import PaginationError, VendorApiError
+from airflow_vendorauth.pagination.strategies import Page, PageRequest, Pagination, log
 
 
 @dataclass(frozen=True)
@@ -166,13 +166,23 @@ class _Tally:
 
 
 def paging_flow(strategy: Pagination, options: PagingOptions, where: str, window: Window) -> PagingFlow:
-    """The decisions of a whole scan, as steps for a driver (see the module docstring)."""
+    """The decisions of a whole scan, as steps for a driver (see the module docstring). A driver throws a
+    failed fetch in at the Collect step: a page asked only to confirm the end (after a short page, without
+    a total) that the API answers with 404 *is* the end (Django REST framework's page numbers, Clazar)."""
     tally = _Tally(strategy, options, where)
     request: PageRequest | None = options.start or strategy.first(options.params)
     while request is not None:
         tally.guard(request)
         yield Fetch(request)
-        page = strategy.read((yield COLLECT), request, where)  # type: ignore[arg-type]
+        try:
+            response = yield COLLECT
+        except VendorApiError as exc:
+            if not (request.confirms is not None and exc.status == 404):
+                raise
+            log.info("%s: the page after a short page answers 404: the short page was the last", where)
+            yield Emit(PageBatch([], None))
+            return
+        page = strategy.read(response, request, where)  # type: ignore[arg-type]
         batch = tally.batch(page)
         yield Emit(batch)
         request = batch.next_request

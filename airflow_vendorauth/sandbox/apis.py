@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from airflow_vendorauth.sandbox.data import DATASETS, PAYLOAD_STATUSES, tags_for
-from airflow_vendorauth.sandbox.paging_edges import announced, next_link, served
+from airflow_vendorauth.sandbox.paging_edges import announced, next_link, page_range, served
 from airflow_vendorauth.sandbox.state import IssuedToken, SandboxState
 
 MAX_PAGE_SIZE = {"kazi": 100, "keyavi": 100, "kayzen": 500, "smartrecruiters": 100, "clazar": 100}
@@ -103,8 +103,7 @@ def router(state: SandboxState) -> APIRouter:
         size = _int(request, size_param, default_size)
         if page is None or size is None or page < 1 or not 1 <= size <= MAX_PAGE_SIZE[vendor]:
             return bad_request(vendor, f"page must be >= 1 and {size_param} between 1 and {MAX_PAGE_SIZE[vendor]}")
-        size = served(state, vendor, size)
-        start = (page - 1) * size
+        start, size = page_range(state, vendor, page, size)
         return page, size, range(min(start, total), min(start + size, total))
 
     # ---- Kazi: Tagging API v2 ------------------------------------------------------------------------------

@@ -9,13 +9,14 @@ All five vendors are served by one server, told apart by path prefix:
 ``/kayzen/...``     Kayzen (token and API)
 ``/smartrecruiters`` SmartRecruiters (token and API)
 ``/clazar/...``     Clazar (token and API)
-``/_admin/...``     counters, faults, revocation, malformed answers, sizes
+``/_admin/...``     counters, faults, quotas, revocation, malformed answers, sizes
 ==================  =========================================================
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from dataclasses import asdict
 from typing import Any
@@ -24,6 +25,7 @@ from fastapi import FastAPI, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_vendorauth.sandbox import apis, authorization_server, identity, workload_issuer
+from airflow_vendorauth.sandbox.quotas import QuotaRule
 from airflow_vendorauth.sandbox.state import VENDOR_NAMES, FaultRule, SandboxState
 
 TOKEN_PATHS = {
@@ -75,10 +77,47 @@ class FaultsAndCounters:
             counters["in_flight"] += 1
             counters["peak_in_flight"] = max(counters["peak_in_flight"], counters["in_flight"])
         try:
-            await self._serve(scope, receive, send, vendor, route)
+            await self._within_quota(scope, receive, send, vendor, route, is_token)
         finally:
             with state.lock:
                 state.counters[vendor]["in_flight"] -= 1
+
+    async def _within_quota(
+        self, scope: Scope, receive: Receive, send: Send, vendor: str, route: str, is_token: bool
+    ) -> None:
+        """Each quota rule of the request admits it (and its answer carries the rule's headers), or refuses it
+        with a 429 and ``Retry-After`` (see :mod:`.quotas`)."""
+        state = self.state
+        rules = [r for r in state.quotas if r.matches(vendor, route, is_token)]
+        if not rules:
+            await self._serve(scope, receive, send, vendor, route)
+            return
+        credential = state.credential_of(vendor, scope)
+        held: list[QuotaRule] = []
+        extra: list[tuple[bytes, bytes]] = []
+        for rule in rules:
+            admitted, why, wait, headers = rule.admit(credential)
+            extra += headers
+            if not admitted:
+                for done in held:
+                    done.done(credential)
+                state.count(vendor, "quota_429")
+                state.count(vendor, f"quota_429_{why}")
+                state.count(vendor, "status_429")
+                await _answer(send, 429, max(1, math.ceil(wait)), extra)
+                return
+            held.append(rule)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        try:
+            await self._serve(scope, receive, with_headers, vendor, route)
+        finally:
+            for rule in held:
+                rule.done(credential)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, vendor: str, route: str) -> None:
         state = self.state
@@ -139,13 +178,20 @@ class FaultsAndCounters:
                 await _answer(counting_send, 200, None)
                 return
             draw -= rule.rate_html
+            if draw < rule.rate_lost:
+                state.count(vendor, f"fault_lost_{rule.lost_as}")
+                await _serve_and_lose(self.app, scope, receive, send, counting_send, rule)
+                return
+            draw -= rule.rate_lost
             if draw < rule.rate_slow:
                 state.count(vendor, "fault_slow")
                 await asyncio.sleep(rule.slow_seconds)
         await self.app(scope, receive, counting_send)
 
 
-async def _answer(send: Send, status: int, retry_after: int | None) -> None:
+async def _answer(
+    send: Send, status: int, retry_after: int | None, extra_headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     if retry_after is not None:
         body = (
             f'{{"statusCode":{status},"message":"Rate limit is exceeded. Try again in {retry_after} seconds."}}'
@@ -155,8 +201,26 @@ async def _answer(send: Send, status: int, retry_after: int | None) -> None:
         body = b"<html><body><h1>%d</h1>The upstream server says hello.</body></html>" % status
         headers = [(b"content-type", b"text/html")]
     headers.append((b"content-length", str(len(body)).encode()))
+    headers += extra_headers or []
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _serve_and_lose(
+    app: ASGIApp, scope: Scope, receive: Receive, send: Send, counting_send: Send, rule: FaultRule
+) -> None:
+    """Serve the request in full (a refresh token is rotated), then lose its answer as ``rule.lost_as`` says."""
+
+    async def swallow(message: Message) -> None:
+        return None
+
+    await app(scope, receive, swallow)
+    if rule.lost_as == "502":
+        await _answer(counting_send, 502, None)
+        return
+    if rule.lost_as == "timeout":
+        await asyncio.sleep(rule.slow_seconds)
+    await _drop(send)
 
 
 async def _drop(send: Send) -> None:
@@ -209,6 +273,22 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
         state.faults.clear()
         return {"cleared": count}
 
+    @app.get("/_admin/quotas")
+    async def quotas() -> list[dict[str, Any]]:
+        return [rule.public() for rule in state.quotas]
+
+    @app.post("/_admin/quotas")
+    async def add_quota(request: Request) -> dict[str, Any]:
+        rule = QuotaRule(**(await request.json()))
+        state.quotas.append(rule)
+        return rule.public()
+
+    @app.delete("/_admin/quotas")
+    async def clear_quotas() -> dict[str, int]:
+        count = len(state.quotas)
+        state.quotas.clear()
+        return {"cleared": count}
+
     @app.get("/_admin/issued_tokens")
     async def issued_tokens() -> list[str]:
         return state.issued_tokens()
@@ -242,6 +322,8 @@ def create_app(state: SandboxState | None = None) -> FastAPI:
                 state.paging[vendor] = {k: v for k, v in {**state.paging.get(vendor, {}), **edges}.items() if v is not None}
             if "assertion_audience" in body:
                 state.assertion_audience = body["assertion_audience"]
+            if "refresh_reuse_seconds" in body:
+                state.refresh_reuse_seconds = float(body["refresh_reuse_seconds"])
         return {"lifetimes": state.lifetimes, "sizes": state.sizes, "scan_seconds": state.scan_seconds, "paging": state.paging}
 
     return FaultsAndCounters(app, state)  # type: ignore[return-value]

@@ -40,7 +40,7 @@ from airflow_vendorauth.sandbox.dpop import Refusal
 from airflow_vendorauth.sandbox.federation import FederatedCredential, check_federated
 from airflow_vendorauth.sandbox.identity import make_jwt
 from airflow_vendorauth.sandbox.mtls import MTLS_CLIENT, SELF_SIGNED_CLIENT, peer_certificate, thumbprint
-from airflow_vendorauth.sandbox.paging_edges import announced, next_link, served
+from airflow_vendorauth.sandbox.paging_edges import generic_page
 from airflow_vendorauth.sandbox.state import SandboxState, sandbox_key
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -226,13 +226,14 @@ def router(state: SandboxState) -> APIRouter:
             if dpop_refusal is not None:
                 return _dpop_token_refusal(dpop_refusal)
         refresh_scope: str | None = None
+        successor: str | None = None
         if grant == "password":
             if params.get("username") != c.oauth2_username or not hmac.compare_digest(
                 params.get("password", ""), c.oauth2_password
             ):
                 return _error(400, "invalid_grant", "The resource owner's credentials are invalid")
         elif grant == "refresh_token":
-            refresh_scope, why = state.spend_refresh_token(params.get("refresh_token", ""), client_id)
+            refresh_scope, why, successor = state.spend_refresh_token(params.get("refresh_token", ""), client_id)
             if refresh_scope is None:
                 said = "was already used (rotated): reuse detected" if why == "reused" else "is unknown or revoked"
                 return _error(400, "invalid_grant", f"The refresh token {said}")
@@ -253,11 +254,12 @@ def router(state: SandboxState) -> APIRouter:
         if jkt:  # RFC 9449 6: bound to the DPoP proof's key
             claims["cnf"] = {**claims.get("cnf", {}), "jkt": jkt}
         access = make_jwt({**claims, "scope": scope, "exp": now + lifetime, "iat": now, "jti": uuid.uuid4().hex})
-        state.issue("oauth2", {"scope": scope.split(), **({"cnf": claims["cnf"]} if "cnf" in claims else {})}, access)
+        state.issue("oauth2", {"scope": scope.split(), "client_id": client_id, **({"cnf": claims["cnf"]} if "cnf" in claims else {})}, access)
         token_type = "DPoP" if jkt else "Bearer"
         answer: dict[str, Any] = {"access_token": access, "token_type": token_type, "expires_in": lifetime, "scope": scope}
         if grant in ("password", "refresh_token"):
-            answer["refresh_token"] = state.mint_refresh_token(client_id, scope)
+            parent = params.get("refresh_token") if grant == "refresh_token" else None
+            answer["refresh_token"] = successor or state.mint_refresh_token(client_id, scope, parent=parent)
         return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
     @api.api_route("/oauth2-api/moved/{resource}", methods=["GET", "POST"])
@@ -317,26 +319,22 @@ def router(state: SandboxState) -> APIRouter:
         if needed not in issued.claims.get("scope", []):
             return _error(403, "insufficient_scope", f"This call needs the scope {needed}",
                           **{"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{needed}"'})
-        total, q = state.sizes["oauth2.items"], request.query_params
+        since = int(request.query_params.get("since", 0))  # a filter: only the items from this index on
         make = DATASETS["oauth2.items"][0]
-        if "offset" in q:  # offset paging (offset/limit) besides page numbers (page/per_page)
-            size = served(state, "oauth2", int(q.get("limit", 20)))
-            start, page = int(q["offset"]), None
-            following = {"offset": start + size}
-        else:
-            page, size = int(q.get("page", 1)), served(state, "oauth2", int(q.get("per_page", 20)))
-            start, following = (page - 1) * size, {"page": page + 1}
-        indices = range(min(start, total), min(start + size, total))
-        body: dict[str, Any] = {"items": [make(state.seed, i) for i in indices], "total": announced(state, "oauth2", total)}
-        if page is not None:
-            body["page"] = page
-        if "next_links" in state.paging.get("oauth2", {}):
-            body["next"] = next_link(state, "oauth2", request, **following) if start + size < total else None
-        return JSONResponse(body, headers=served_headers)
+        body, paging_headers = generic_page(
+            state, request, max(0, state.sizes["oauth2.items"] - since), lambda r: [make(state.seed, i + since) for i in r]
+        )
+        return JSONResponse(body, headers={**served_headers, **paging_headers})
 
     @api.post("/_admin/oauth2/refresh_token")
     async def seed_refresh_token(client_id: str, scope: str = DEFAULT_SCOPE) -> dict[str, str]:
         """A refresh token as a user would get once, interactively: the seed of a connection."""
         return {"refresh_token": state.mint_refresh_token(client_id, scope)}
+
+    @api.get("/_admin/oauth2/refresh_log")
+    async def refresh_log() -> list[dict[str, Any]]:
+        """Every refresh token presented since the last reset, in order, with its outcome."""
+        with state.lock:
+            return list(state.refresh_log)
 
     return api

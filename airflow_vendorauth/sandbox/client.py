@@ -121,6 +121,17 @@ class Sandbox:
         response.raise_for_status()
         return response.json()  # type: ignore[no-any-return]
 
+    def add_quota(self, **rule: Any) -> None:
+        """A per-credential quota (``vendor``, ``rates``, ``max_in_flight``, ``headers``...: see
+        :mod:`airflow_vendorauth.sandbox.quotas`)."""
+        self._post("quotas", rule)
+
+    def quotas(self) -> list[dict[str, Any]]:
+        """The quota rules with their counters (``served``, ``refused_rate``, ``refused_at_once``, ``peak_in_flight``)."""
+        response = self._admin.get(f"{self.url}/_admin/quotas")
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
     def clear_faults(self) -> None:
         self._admin.delete(f"{self.url}/_admin/faults").raise_for_status()
 
@@ -135,6 +146,12 @@ class Sandbox:
     def seed_refresh_token(self, client_id: str, scope: str = "items.read") -> str:
         """A refresh token of the generic authorization server, as a user would get once, interactively."""
         return str(self._post("oauth2/refresh_token", client_id=client_id, scope=scope)["refresh_token"])
+
+    def refresh_log(self) -> list[dict[str, Any]]:
+        """Every refresh token presented to the generic server, in order, with its outcome."""
+        response = self._admin.get(f"{self.url}/_admin/oauth2/refresh_log")
+        response.raise_for_status()
+        return list(response.json())
 
     def workload_token(self, **claims: Any) -> str:
         """A projected service account token of the sandbox's workload issuer (``subject``, ``audience``,

@@ -139,6 +139,10 @@ def oauth2_connection(
     return {"conn_type": "oauth2", "host": f"{url.rstrip('/')}/oauth2-api", "login": client_id, "password": secret, "extra": extras}
 
 
+#: The connection of the mutual TLS example DAG (dags_examples/oauth2_mtls_items.py).
+MTLS_CONN_ID = "oauth2_mtls"
+
+
 def mtls_connection(
     url: str, pki_dir: str, *, certificate: str = "client", client_auth: str = "tls_client_auth", **extra: Any
 ) -> dict[str, Any]:
@@ -163,9 +167,12 @@ def env_var_name(conn_id: str) -> str:
     return f"AIRFLOW_CONN_{conn_id.upper()}"
 
 
-def sandbox_environment(base_url: str, *, token_cache: str = "memory", verify: bool = True) -> dict[str, str]:
-    """``AIRFLOW_CONN_*`` variables (JSON form) for every sandbox connection."""
-    return {
-        env_var_name(conn_id): json.dumps(conn)
-        for conn_id, conn in sandbox_connections(base_url, token_cache=token_cache, verify=verify).items()
-    }
+def sandbox_environment(
+    base_url: str, *, token_cache: str = "memory", verify: bool = True, mtls_dir: str | None = None
+) -> dict[str, str]:
+    """``AIRFLOW_CONN_*`` variables (JSON form) for every sandbox connection; with ``mtls_dir`` (a sandbox
+    serving mutual TLS with that test PKI) also ``oauth2_mtls``, which ``oauth2_mtls_items`` uses."""
+    connections = sandbox_connections(base_url, token_cache=token_cache, verify=verify)
+    if mtls_dir:
+        connections[MTLS_CONN_ID] = mtls_connection(base_url, mtls_dir, token_cache=token_cache)
+    return {env_var_name(conn_id): json.dumps(conn) for conn_id, conn in connections.items()}

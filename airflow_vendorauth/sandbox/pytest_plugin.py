@@ -15,7 +15,8 @@ by default ``dags/``. A user's own ``~/airflow`` or ``AIRFLOW_HOME`` is never to
 - ``sandbox_connections``: resets the sandbox (counters, faults, tokens) and this process's token
   cache, sets ``AIRFLOW_CONN_*`` for every sandbox connection and returns them.
 - ``run_dag``: ``run_dag("my_dag")`` parses the DAGs folder once, runs the DAG through ``dag.test()``
-  with the sandbox's connections and returns the DagRun (``logical_date=`` and ``conf=`` optional).
+  with the sandbox's connections and returns the DagRun (``logical_date=``, a datetime or an ISO 8601
+  string such as ``"2026-11-24T00:00:00+00:00"``, and ``conf=`` optional).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -167,16 +169,37 @@ def _dagbag(folder: str) -> Any:
     return DagBag(dag_folder=folder)
 
 
+def as_logical_date(value: datetime | str | None) -> datetime | None:
+    """``run_dag``'s ``logical_date``: a datetime, or an ISO 8601 string parsed with pendulum (UTC when it
+    names no offset); anything else is refused naming the parameter, before dag.test() turns it into a
+    database error."""
+    if value is None or isinstance(value, datetime):
+        return value
+    example = "pendulum.datetime(2026, 11, 24, tz='UTC') or '2026-11-24T00:00:00+00:00'"
+    if not isinstance(value, str):
+        raise TypeError(f"run_dag(logical_date=...) takes a datetime or an ISO 8601 string, not {type(value).__name__} "
+                        f"({value!r}): e.g. {example}")
+    import pendulum
+
+    try:
+        parsed = pendulum.parse(value)
+    except ValueError as exc:
+        raise TypeError(f"run_dag(logical_date={value!r}): not an ISO 8601 date and time ({exc}); e.g. {example}") from None
+    if not isinstance(parsed, datetime):  # a time of day or a duration ("12:00", "P1D")
+        raise TypeError(f"run_dag(logical_date={value!r}) is a {type(parsed).__name__}, not a date and time; e.g. {example}")
+    return parsed
+
+
 @pytest.fixture
 def run_dag(_parsed_dags: Any, sandbox_connections: dict[str, str]) -> Callable[..., Any]:
     """``run_dag(dag_id, logical_date=None, conf=None)``: the DagRun of one ``dag.test()`` run."""
 
-    def run(dag_id: str, logical_date: Any = None, conf: dict[str, Any] | None = None) -> Any:
+    def run(dag_id: str, logical_date: datetime | str | None = None, conf: dict[str, Any] | None = None) -> Any:
+        when = as_logical_date(logical_date)
         dag = _parsed_dags.get_dag(dag_id)
         if dag is None:
             known = ", ".join(sorted(_parsed_dags.dag_ids)) or "none"
             raise LookupError(f"no DAG {dag_id!r} in {os.environ['AIRFLOW__CORE__DAGS_FOLDER']} (found: {known})")
-        when = {} if logical_date is None else {"logical_date": logical_date}
-        return dag.test(run_conf=conf, **when)
+        return dag.test(run_conf=conf, **({} if when is None else {"logical_date": when}))
 
     return run

@@ -115,6 +115,11 @@ class FaultRule:
     rate_slow: float = 0.0
     #: A 200 answer whose body is an HTML page (a proxy's): not retryable, the scan must stop cleanly.
     rate_html: float = 0.0
+    #: The request is served (a refresh token rotated, a page read) but its answer is lost on the way back,
+    #: as ``lost_as`` says: ``drop`` (the connection closes mid-answer), ``502`` (a gateway's error page) or
+    #: ``timeout`` (no answer for ``slow_seconds``, then the connection closes).
+    rate_lost: float = 0.0
+    lost_as: str = "drop"
     slow_seconds: float = 5.0
     latency_ms: float = 0.0
     #: An API that allows this many requests at once (per rule): one more, while they run (their
@@ -175,10 +180,13 @@ class SandboxState:
     #: Milliseconds a vendor's server works on each API request while holding its concurrency slot.
     work_ms: dict[str, float] = field(default_factory=dict)
     faults: list[FaultRule] = field(default_factory=list)
+    #: Per-credential quotas of the APIs (``sandbox/quotas.py``).
+    quotas: list[Any] = field(default_factory=list)
     #: vendor -> the paging edges real APIs produce, switched on per vendor (``oauth2``: the generic API):
-    #: ``page_cap`` (serve at most this many records a page, whatever is asked), ``total_lie`` (announce
-    #: this many records more, or fewer, than there are), ``next_links`` (``absolute``, ``root``,
-    #: ``relative`` or ``query``: the kind of URI reference next links are).
+    #: ``page_cap`` (serve at most this many records a page, whatever is asked; from record ``cap_from`` on
+    #: when set), ``total_lie`` (announce this many records more, or fewer, than there are), ``next_links``
+    #: (``absolute``, ``root``, ``relative`` or ``query``: the kind of URI reference next links are); the
+    #: generic API's ``shape``, ``announce_total`` and ``loop_at`` (see ``paging_edges``).
     paging: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: vendor -> queue of malformed token answers to serve next ("html", "empty", ...).
     malformed_tokens: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
@@ -202,6 +210,14 @@ class SandboxState:
     assertion_audience: str | None = None
     #: The generic server's refresh tokens: token -> (client id, scope, still valid).
     refresh_tokens: dict[str, tuple[str, str, bool]] = field(default_factory=dict)
+    #: Seconds a spent refresh token is still taken after its first use (Auth0's reuse interval, Okta's grace
+    #: period): within them it answers again with the successor it was given (0: reuse is refused at once).
+    refresh_reuse_seconds: float = 0.0
+    #: A spent refresh token -> (its successor, when it was first spent).
+    refresh_successors: dict[str, tuple[str, float]] = field(default_factory=dict)
+    #: Every refresh token presented to the generic server, in order: token, time, client, and the outcome
+    #: (``rotated``, ``repeated`` within the reuse interval, ``reused``, ``unknown``).
+    refresh_log: list[dict[str, Any]] = field(default_factory=list)
     #: The client addresses (host, port) each vendor's requests came from: one per TCP connection.
     peers: dict[str, set[tuple[Any, ...]]] = field(default_factory=dict)
     #: DPoP proofs, nonces and the jti values seen (the generic server's; counted in its stats).
@@ -217,31 +233,56 @@ class SandboxState:
             self.all_issued.append(token)
         return token, lifetime
 
+    def credential_of(self, vendor: str, scope: Any) -> str:
+        """The client a request's token was issued to (its quota's owner): the token's ``appid``,
+        ``client_id`` or ``sub`` claim, else the vendor (each vendor has one client here but oauth2)."""
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                token = value.decode("latin-1").partition(" ")[2]
+                with self.lock:
+                    issued = self.tokens.get(token)
+                claims = issued.claims if issued else {}
+                return str(claims.get("appid") or claims.get("client_id") or claims.get("sub") or vendor)
+        return vendor
+
     def check_token(self, vendor: str, token: str) -> IssuedToken | None:
         issued = self.tokens.get(token)
         if issued is None or issued.vendor != vendor or issued.expires_at <= time.time():
             return None
         return issued
 
-    def mint_refresh_token(self, client_id: str, scope: str) -> str:
+    def mint_refresh_token(self, client_id: str, scope: str, parent: str | None = None) -> str:
+        """A new refresh token; ``parent``: the one it replaces (spent now), whose successor it becomes."""
         token = f"RT-{secrets.token_urlsafe(24)}"
         with self.lock:
             self.refresh_tokens[token] = (client_id, scope, True)
             self.all_issued.append(token)
+            if parent is not None:
+                self.refresh_successors[parent] = (token, time.time())
         return token
 
-    def spend_refresh_token(self, token: str, client_id: str) -> tuple[str | None, str]:
-        """(scope, "") when ``token`` is valid for the client (it is then spent), else (None, why); a spent
-        token used again is counted as reuse, the theft signal of rotating refresh tokens."""
+    def spend_refresh_token(self, token: str, client_id: str) -> tuple[str | None, str, str | None]:
+        """(scope, "", None) when ``token`` is valid for the client (it is then spent), else (None, why, None);
+        a spent token presented again within :attr:`refresh_reuse_seconds` of its first use gives (scope,
+        "repeated", its successor); after that it is counted as reuse, the theft signal of rotating refresh
+        tokens. Every presentation goes to :attr:`refresh_log`."""
         with self.lock:
             record = self.refresh_tokens.get(token)
+            successor = self.refresh_successors.get(token)
+            answer: tuple[str | None, str, str | None]
             if record is None or record[0] != client_id:
-                return None, "unknown"
-            if not record[2]:
+                answer = (None, "unknown", None)
+            elif not record[2] and successor and time.time() < successor[1] + self.refresh_reuse_seconds:
+                answer = (record[1], "repeated", successor[0])
+            elif not record[2]:
                 self.counters["oauth2"]["refresh_reuse"] += 1
-                return None, "reused"
-            self.refresh_tokens[token] = (record[0], record[1], False)
-            return record[1], ""
+                answer = (None, "reused", None)
+            else:
+                self.refresh_tokens[token] = (record[0], record[1], False)
+                answer = (record[1], "", None)
+            outcome = answer[1] or "rotated"
+            self.refresh_log.append({"token": token, "at": time.time(), "client_id": client_id, "outcome": outcome})
+            return answer
 
     def rotate_secret(self, vendor: str) -> None:
         """The vendor's admin rotates the client secret: the old one is refused from now on."""
@@ -297,11 +338,15 @@ class SandboxState:
         with self.lock:
             self.counters.clear()
             self.faults.clear()
+            self.quotas.clear()
             self.malformed_tokens.clear()
             self.tokens.clear()
             self.all_issued.clear()
             self.scans.clear()
             self.refresh_tokens.clear()
+            self.refresh_successors.clear()
+            self.refresh_log.clear()
+            self.refresh_reuse_seconds = 0.0
             self.peers.clear()
             self.federated_seen.clear()
             self.assertions.reset()

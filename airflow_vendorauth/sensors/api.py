@@ -81,8 +81,13 @@ class VendorApiSensor(OpenLineageMethods, BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        if self.poke(context):
-            return None
+        from airflow_vendorauth.exceptions import QuotaExhausted
+
+        try:
+            if self.poke(context):
+                return None
+        except QuotaExhausted as spent:  # deferred, the triggerer waits for the quota without a worker slot
+            self.log.info("%s: %s; deferring, the triggerer waits for it", self.endpoint, spent)
         from airflow_vendorauth.triggers.api import VendorApiTrigger  # the DAG processor never needs it
 
         timeout = self.timeout.total_seconds() if isinstance(self.timeout, timedelta) else float(self.timeout)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -66,7 +66,7 @@ class KaziScanTrigger(BaseTrigger):
                     message = f"Kazi scan {self.scan_id} ended with status {status!r}"
                     yield TriggerEvent({"status": "error", "scan_id": self.scan_id, "message": message})
                     return
-                if datetime.now(UTC) >= deadline:
+                if datetime.now(timezone.utc) >= deadline:
                     message = f"Kazi scan {self.scan_id} still {status} at the deadline {self.deadline}"
                     yield TriggerEvent({"status": "error", "scan_id": self.scan_id, "message": message})
                     return

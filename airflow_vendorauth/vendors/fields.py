@@ -19,7 +19,7 @@ from typing import Any, Literal
 from airflow_vendorauth.auth.grants import MTLS_CLIENT_AUTH
 from airflow_vendorauth.exceptions import ConnectionConfigError
 
-FieldKind = Literal["string", "integer", "number", "boolean", "json", "verify"]
+FieldKind = Literal["string", "integer", "number", "boolean", "json", "verify", "rate_limit"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,14 @@ class ExtraField:
     multiline: bool = False
     #: The range an ``integer`` accepts (0 to :data:`MAX_RETRIES_LIMIT` unless given).
     bounds: tuple[int, int] | None = None
+    #: It decides how credentials are sent or kept (where, as what, for whom, bound to what, cached where):
+    #: a misspelt name of it is refused, not ignored (:mod:`.unknown_extras`). Secrets count without it.
+    credential: bool = False
+
+    @property
+    def guards_credentials(self) -> bool:
+        """Whether running without this field (its name misspelt) could send or keep credentials otherwise."""
+        return self.credential or self.secret
 
     def is_required(self, extras: Mapping[str, Any]) -> bool:
         return self.required or (self.required_when is not None and self.required_when(extras))
@@ -101,6 +109,13 @@ def coerce(spec: ExtraField, value: Any, fail: Callable[..., ConnectionConfigErr
         return number
     if spec.kind == "json":
         return _json_object(spec, value, fail)
+    if spec.kind == "rate_limit":
+        from airflow_vendorauth.quota.spec import RateLimitInvalid, parse_rate_limit
+
+        try:
+            return [rate.name for rate in parse_rate_limit(value)]
+        except RateLimitInvalid as exc:
+            raise fail(spec.name, exc.problem, exc.fix) from None
     if not isinstance(value, str):
         raise fail(spec.name, f"is a {type(value).__name__}, not text", "give it as a string")
     if spec.choices and value not in spec.choices:
@@ -127,6 +142,7 @@ COMMON_FIELDS: tuple[ExtraField, ...] = (
         "Overrides the token endpoint (a sandbox, a proxy). Leave empty for the default. "
         "E.g. https://login.example.com/oauth2/token",
         aliases=("token_url",),
+        credential=True,
     ),
     ExtraField("timeout", "Timeout (seconds)", "Per-request timeout of token and API calls.", "number", default=30.0),
     ExtraField(
@@ -151,6 +167,37 @@ COMMON_FIELDS: tuple[ExtraField, ...] = (
         "worker, e.g. redis://redis:6379/0",
         default="memory",
         aliases=("token_cache",),
+        credential=True,
+    ),
+    ExtraField(
+        "rate_limit",
+        "Rate limit",
+        "The vendor's rate limit for this client, shared by every worker where the tokens are (Token cache): one "
+        'window or a JSON list, all enforced; units second, minute, hour, day. E.g. 25/second or ["25/second", '
+        '"5000/hour"]',
+        "rate_limit",
+    ),
+    ExtraField(
+        "max_in_flight",
+        "Max requests at once (cluster)",
+        "The most requests of this client at once across every worker (the vendor's concurrency limit), e.g. 8",
+        "integer",
+        bounds=(1, 10_000),
+    ),
+    ExtraField(
+        "quota_max_wait",
+        "Quota max wait (seconds)",
+        "A request whose quota frees later than this fails its task at once, naming the quota and when it "
+        "resets (a daily quota spent), instead of waiting in the task.",
+        "number",
+        default=60.0,
+    ),
+    ExtraField(
+        "quota_auth_requests",
+        "Token requests count in the quota",
+        "true when the vendor counts token requests against the client's rate limit: they then take a permit too.",
+        "boolean",
+        default=False,
     ),
 )
 
@@ -158,6 +205,9 @@ TENANT_ID = ExtraField(
     "tenant_id",
     "Tenant ID",
     "Microsoft Entra tenant (a GUID such as 72f988bf-86f1-41af-91ab-2d7cd011db47); builds the token URL.",
+    required_when=lambda extras: not extras.get("auth_url"),
+    required_reason="(it builds the token URL, unless Token URL is given)",
+    credential=True,
 )
 SUBSCRIPTION_KEY = ExtraField(
     "subscription_api_key",
@@ -174,7 +224,9 @@ def _uses_certificate(extras: Mapping[str, Any]) -> bool:
 
 
 def client_auth_field(choices: tuple[str, ...], default: str, description: str) -> ExtraField:
-    return ExtraField("client_auth", "Client authentication", description, choices=choices, default=default)
+    return ExtraField(
+        "client_auth", "Client authentication", description, choices=choices, default=default, credential=True
+    )
 
 
 def certificate_fields(*, certificate_required: bool) -> tuple[ExtraField, ...]:
@@ -198,13 +250,16 @@ def certificate_fields(*, certificate_required: bool) -> tuple[ExtraField, ...]:
             required_when=_uses_certificate if certificate_required else None,
             required_reason="(Entra ID finds the registered certificate by its thumbprint)",
             multiline=True,
+            credential=True,
         ),
-        ExtraField("key_id", "Key ID", "The key's id, sent as kid (optional).", aliases=("private_key_id",)),
+        ExtraField(
+            "key_id", "Key ID", "The key's id, sent as kid (optional).", aliases=("private_key_id",), credential=True
+        ),
     )
 
 
 def username_field(description: str, *, required: bool = False, **rules: object) -> ExtraField:
-    return ExtraField("username", "Username", description, required=required, **rules)  # type: ignore[arg-type]
+    return ExtraField("username", "Username", description, required=required, credential=True, **rules)  # type: ignore[arg-type]
 
 
 def user_password_field(description: str, *, required: bool = False, **rules: object) -> ExtraField:
@@ -230,6 +285,7 @@ def federation_field(*, default_env: str | None = None) -> ExtraField:
         required_when=_federated,
         required_reason="(client_auth federated sends its content)",
         aliases=("federated_token_file",),
+        credential=True,
     )
 
 
@@ -244,6 +300,7 @@ MTLS_FIELDS: tuple[ExtraField, ...] = (
         required_when=_mutual_tls,
         required_reason="(tls_client_auth and self_signed_tls_client_auth present it)",
         multiline=True,
+        credential=True,
     ),
     ExtraField(
         "client_private_key",

@@ -67,6 +67,7 @@ KAZI = VendorProfile(
             "Application ID URI or GUID of the Kazi API, sent as the v1 'resource' parameter, "
             "e.g. d00b610c-389f-4a05-97cc-f9a934488c8b",
             required=True,
+            credential=True,
         ),
         SUBSCRIPTION_KEY,
         *ENTRA_CREDENTIAL_FIELDS,

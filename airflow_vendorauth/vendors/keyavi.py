@@ -89,6 +89,7 @@ KEYAVI = VendorProfile(
             "The API's application ID URI (or ID) plus /.default (client credentials) or /access_as_user "
             "(password grant), e.g. api://550e8400-e29b-41d4-a716-446655440000/.default",
             required=True,
+            credential=True,
         ),
         ExtraField(
             "grant_type",
@@ -96,6 +97,7 @@ KEYAVI = VendorProfile(
             "client_credentials (as a client app) or password (as a user).",
             choices=(CLIENT_CREDENTIALS, PASSWORD),
             default=CLIENT_CREDENTIALS,
+            credential=True,
         ),
         username_field(
             "The user's name (password grant only).",
@@ -115,6 +117,7 @@ KEYAVI = VendorProfile(
             "credentials only), e.g. etl-service@example.com",
             required_when=_is_app_grant,
             required_reason="(client-app tokens carry no user, so every call must name one in x-api-caller-id)",
+            credential=True,
         ),
         *ENTRA_CREDENTIAL_FIELDS,
     ),

@@ -58,10 +58,14 @@ def _headers(s: ConnectionSettings) -> dict[str, str]:
 
 
 def _pagination(s: ConnectionSettings) -> object:
+    description = s.extra("pagination")
+    if not description:  # recognised from the API's first answer (Link header, next link, records list)
+        from airflow_vendorauth.pagination.detect import DetectedPagination
+
+        return DetectedPagination()
     from airflow_vendorauth.pagination.strategies import strategy_from_json
 
-    description = s.extra("pagination")
-    return strategy_from_json(description) if description else None
+    return strategy_from_json(description)
 
 
 def _validate(s: ConnectionSettings) -> None:
@@ -92,6 +96,7 @@ OAUTH2 = VendorProfile(
             "Issuer",
             "Instead of Token URL: the authorization server's issuer; its token endpoint is discovered from "
             "/.well-known/openid-configuration (or RFC 8414's metadata), e.g. https://login.example.com/realm",
+            credential=True,
         ),
         ExtraField(
             "grant_type",
@@ -100,6 +105,7 @@ OAUTH2 = VendorProfile(
             "refresh_token (Refresh token; rotated tokens are kept in the token cache).",
             choices=GRANTS,
             default="client_credentials",
+            credential=True,
         ),
         client_auth_field(
             CLIENT_AUTH_METHODS,
@@ -117,10 +123,13 @@ OAUTH2 = VendorProfile(
             "per credential) and prove it on every token request and API call; the server's nonces are "
             "handled. For APIs that require DPoP (FAPI 2.0), e.g. true.",
             kind="boolean",
+            credential=True,
         ),
-        ExtraField("scope", "Scope", "Space-separated scopes to ask for, e.g. items.read items.write"),
-        ExtraField("audience", "Audience", "The API the token is for (Auth0, Okta), e.g. https://api.example.com"),
-        ExtraField("resource", "Resource", "RFC 8707 resource indicator, e.g. https://api.example.com/"),
+        ExtraField("scope", "Scope", "Space-separated scopes to ask for, e.g. items.read items.write", credential=True),
+        ExtraField(
+            "audience", "Audience", "The API the token is for (Auth0, Okta), e.g. https://api.example.com", credential=True
+        ),
+        ExtraField("resource", "Resource", "RFC 8707 resource indicator, e.g. https://api.example.com/", credential=True),
         username_field(
             "The user's name (password grant).", required_when=_grant_is("password"), required_reason="(the password grant needs it)"
         ),
@@ -137,6 +146,16 @@ OAUTH2 = VendorProfile(
             required_when=_grant_is("refresh_token"),
             required_reason="(the refresh_token grant starts from it)",
         ),
+        ExtraField(
+            "refresh_reuse_interval",
+            "Refresh token reuse interval",
+            "Seconds the server still takes a refresh token after its first use (Auth0's reuse interval, Okta's "
+            "grace period): a refresh whose answer was lost is retried within them. 0 (the default): a refresh "
+            "token that was presented is never presented again, e.g. 30.",
+            "integer",
+            default=0,
+            bounds=(0, 3600),
+        ),
         *certificate_fields(certificate_required=False),
         federation_field(),
         *MTLS_FIELDS,
@@ -146,6 +165,7 @@ OAUTH2 = VendorProfile(
             'Extra form fields of every token request, as a JSON object, e.g. {"tenant": "acme"}',
             kind="json",
             aliases=("token_params",),
+            credential=True,
         ),
         ExtraField(
             "secret_headers",
@@ -168,7 +188,8 @@ OAUTH2 = VendorProfile(
             "pagination",
             "Pagination",
             'How the API pages, as JSON: {"style": "page_number", "page_param": "page", "size_param": '
-            '"per_page", "page_size": 100, "records_path": "items"}; styles: page_number, offset, cursor, next_link.',
+            '"per_page", "page_size": 100, "records_path": "items"}; styles: page_number, offset, cursor, next_link. '
+            "Empty: recognised from the first answer (a Link header or a next link, the records list).",
             kind="json",
         ),
     ),

@@ -107,7 +107,7 @@ class VendorProfile:
                 f"set conn_type to {self.conn_type!r} or use the hook for {raw.conn_type!r}",
             )
         raw = self.environment_defaults(raw)
-        extras, unknown = self._read_extras(raw, fail)
+        extras, unknown, given = self._read_extras(raw, fail)
         base_url = self._base_url(raw, fail)
         client_id = _text(raw.login)
         if not client_id:
@@ -135,13 +135,23 @@ class VendorProfile:
         )
         if extras.get("client_auth") == "private_key_jwt":
             check_key_material(settings, fail)
+        if self.refresh_seed(settings) is not None and "cache" not in given:
+            raise fail(
+                "cache",
+                "is not set, and this connection spends a rotating refresh token: with the default (memory) its "
+                "successor would die with the task's process, and the next run would present a spent one (the "
+                "chain lost; a server following RFC 9700 may revoke the grant)",
+                "set Token cache to a Redis every worker reaches (a redis:// URL or redis_conn_id:<id>); file if "
+                "every task runs on this one machine; or write memory to accept a chain that lives as long as one process",
+            )
         self.validate(settings)
         return settings
 
     def _read_extras(
         self, raw: RawConnection, fail: Callable[..., ConnectionConfigError]
-    ) -> tuple[dict[str, Any], tuple[UnknownExtra, ...]]:
-        """The value of every declared extra (defaults filled in), and the keys no field reads."""
+    ) -> tuple[dict[str, Any], tuple[UnknownExtra, ...], set[str]]:
+        """The value of every declared extra (defaults filled in), the keys no field reads, and the fields
+        the connection gave (not defaulted)."""
         if not isinstance(raw.extra, Mapping):
             raise fail("extra", "is not a JSON object", 'write the extras as a JSON object, e.g. {"timeout": 30}')
         values: dict[str, Any] = {}
@@ -158,12 +168,12 @@ class VendorProfile:
                 value = coerce(spec, value, fail)
             values[spec.name] = value
         unknown = find_unknown(self.all_fields, self.conn_type, raw.extra)
-        refuse_misleading(unknown, self.all_fields, values, given, self.display_name, fail)
+        refuse_misleading(unknown, self.all_fields, values, given, self.display_name, self.conn_type, fail)
         for spec in self.all_fields:
             if values[spec.name] is None and spec.is_required(values):
                 reason = f" {spec.required_reason}" if spec.required_when and not spec.required else ""
                 raise fail(spec.name, f"is missing{reason}", f"fill in {spec.label}: {spec.description}")
-        return values, unknown
+        return values, unknown, given
 
     def _base_url(self, raw: RawConnection, fail: Callable[..., ConnectionConfigError]) -> str:
         host = _text(raw.host) or self.default_host

@@ -3,11 +3,11 @@ with the rules every URL and the token cache setting obey. Nothing here imports 
 
 from __future__ import annotations
 
+import importlib.util
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from airflow_vendorauth.auth.mtls import ClientCertificate, Verify, ssl_context
 from airflow_vendorauth.exceptions import ConnectionConfigError
@@ -34,6 +34,8 @@ class RawConnection:
 
 #: ``cache: redis_conn_id:<id>``: the Redis of an Airflow connection (its password stays a secret field).
 REDIS_CONN_PREFIX = "redis_conn_id:"
+#: The schemes of a Redis URL (``auth/redis_url.py``: one server, Sentinel, Cluster; ``rediss`` for TLS).
+REDIS_SCHEMES = ("redis", "rediss", "redis+sentinel", "rediss+sentinel", "redis+cluster", "rediss+cluster")
 
 
 @dataclass(frozen=True)
@@ -53,22 +55,45 @@ class TokenCacheSetting:
         if value.startswith(REDIS_CONN_PREFIX):
             conn_id = value.removeprefix(REDIS_CONN_PREFIX).strip()
             if conn_id:
-                return cls("redis", redis_conn_id=conn_id)
+                return cls("redis", redis_conn_id=conn_id).needing_the_redis_client(fail)
             raise fail("cache", f"is {value!r}, with no connection id", "write e.g. redis_conn_id:redis_default")
-        parts = urlsplit(value)
-        if parts.scheme in ("redis", "rediss") and parts.hostname:
-            return cls("redis", value)
+        from airflow_vendorauth.auth.redis_url import EXAMPLES, RedisUrlError, parse_redis_url
+
+        if "://" in value and value.split("://", 1)[0].lower() in REDIS_SCHEMES:
+            try:
+                parse_redis_url(value)
+            except RedisUrlError as exc:
+                raise fail("cache", f"is not a usable Redis URL: {exc}", f"write {EXAMPLES}") from None
+            return cls("redis", value).needing_the_redis_client(fail)
         raise fail(
             "cache",
             f"is {_without_credentials(value)!r}",
             "use memory, file, redis_conn_id:<an Airflow Redis connection> (keeps the password secret), or a "
-            "Redis URL such as redis://127.0.0.1:6379/0 (rediss:// for TLS)",
+            "Redis URL such as redis://127.0.0.1:6379/0 (rediss:// for TLS; redis+sentinel://, redis+cluster:// "
+            "for a Sentinel group or cluster mode)",
         )
+
+    def needing_the_redis_client(self, fail: Callable[..., ConnectionConfigError]) -> TokenCacheSetting:
+        """This setting, if the redis client can be imported here; else a refusal before any request.
+
+        The fix names no package extra in brackets: Airflow's CLI prints a failed Test through Rich, which
+        reads ``[redis]`` as markup and prints ``pip install 'airflow-vendorauth'`` (issue 32, item 5); and
+        the package is installed from a clone or a wheel, not from an index (README, Install)."""
+        if importlib.util.find_spec("redis") is None:
+            raise fail(
+                "cache",
+                f"is {str(self)!r}, but the redis client is not installed in this Python environment",
+                "pip install 'redis>=5.0' (what the package's redis extra installs) wherever this connection is "
+                "used: workers, triggerer, and the api-server for Test; or set Token cache to memory or file",
+            )
+        return self
 
     @property
     def url_password(self) -> str | None:
         """The password written inside a Redis URL (to register with the secrets masker), if any."""
-        return urlsplit(self.url).password if self.url else None
+        from airflow_vendorauth.auth.redis_url import parse_redis_url
+
+        return parse_redis_url(self.url).password if self.url else None
 
     def __str__(self) -> str:
         """As the user wrote it, minus any password in a Redis URL: safe to log."""
@@ -76,8 +101,9 @@ class TokenCacheSetting:
             return f"{REDIS_CONN_PREFIX}{self.redis_conn_id}"
         if self.url is None:
             return self.kind
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"
+        from airflow_vendorauth.auth.redis_url import parse_redis_url
+
+        return parse_redis_url(self.url).shown()
 
 
 def _without_credentials(value: str) -> str:

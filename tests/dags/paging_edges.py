@@ -4,7 +4,7 @@ EDGE_CONN (connection id), EDGE_ENDPOINT, EDGE_PAGINATION (a JSON pagination des
 ``oauth2`` type's extra takes it; empty: the connection's default), EDGE_CONCURRENCY ("auto" or a
 number), EDGE_OUTPUT (a local path or an object-storage URL, ``memory://...``), EDGE_FAIL_ON_SHORTFALL
 ("0" to accept a shortfall), EDGE_RETRIES, EDGE_LOSE_PARTIAL ("1": before a retry, the first try's
-partial output disappears, as on another machine). With EDGE_ASYNC="1", a second task,
+partial output disappears, as on another machine), EDGE_MAX_PAGES (a bound on the scan). With EDGE_ASYNC="1", a second task,
 ``apaginate_in_flight``, pages EDGE_ENDPOINT with ``apaginate(concurrency=EDGE_CONCURRENCY)`` and returns
 the number of records (the sandbox counts the requests in flight).
 """
@@ -59,6 +59,7 @@ def paging_edges() -> None:
         concurrency=CONCURRENCY,
         output_path=OUTPUT,
         fail_on_shortfall=os.environ.get("EDGE_FAIL_ON_SHORTFALL", "1") == "1",
+        max_pages=int(os.environ["EDGE_MAX_PAGES"]) if os.environ.get("EDGE_MAX_PAGES") else None,
         on_retry_callback=lose_partial if os.environ.get("EDGE_LOSE_PARTIAL") == "1" else None,
     )
 

@@ -2,7 +2,9 @@
 of a scan told to stop (SIGTERM) mid-scan, tests/integration/test_sigterm_commit.py.
 
 STOP_OUTPUT (the output path), STOP_RETRY_DELAY (seconds between the stopped try and its retry: the test
-reads the stored checkpoint and the partial output in between), STOP_CONCURRENCY ("auto" or a number).
+reads the stored checkpoint and the partial output in between), STOP_CONCURRENCY ("auto" or a number),
+STOP_CONN_ID and STOP_ENDPOINT (Kazi's expectations by default; tests/integration/test_stop_mid_rotation.py
+scans the generic oauth2 API with a rotating refresh token).
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ CONCURRENCY = CONCURRENCY if CONCURRENCY == "auto" else int(CONCURRENCY)
 def stopped_scan() -> None:
     VendorApiOperator(
         task_id="scan",
-        conn_id="kazi_default",
-        endpoint="/tagging/v2/expectations",
+        conn_id=os.environ.get("STOP_CONN_ID", "kazi_default"),
+        endpoint=os.environ.get("STOP_ENDPOINT", "/tagging/v2/expectations"),
         concurrency=CONCURRENCY,
         output_path=OUTPUT,
         progress_every=10,

@@ -44,6 +44,7 @@ def run_example_dag(compose_file: Path, root: Path, dag_id: str = "clazar_listin
         return seen
 
 
+@pytest.mark.timeout(900)  # every service of the compose file started as a process: its own waits allow 10 min
 def test_the_compose_file_runs_an_example_dag_as_a_new_user_would(tmp_path: Path) -> None:
     require_postgres()
     seen = run_example_dag(ROOT / "docker-compose.yaml", tmp_path)

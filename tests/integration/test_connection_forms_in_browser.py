@@ -27,7 +27,8 @@ from airflow_vendorauth.vendors import VENDORS
 from tests.harness.deployment import Deployment
 from tests.services import missing_service
 
-pytestmark = pytest.mark.integration
+# the first test also starts the module's deployment (db migrate up to 5 min, the api-server up to 2)
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -65,6 +65,7 @@ def kill_mid_scan(sandbox: Sandbox, vendor: str, after_requests: int, timeout: f
     raise TimeoutError("the scan never reached the point where it should be killed")
 
 
+@pytest.mark.timeout(600)  # a deployment, a SIGKILLed task and its retry: its own wait allows 4 min after the start
 def test_a_killed_scan_task_is_retried_by_airflow_and_resumes_from_its_last_page(
     vendor_sandbox: Sandbox, sandbox_connections: dict, tmp_path: Path
 ) -> None:

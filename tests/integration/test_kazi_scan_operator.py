@@ -91,3 +91,51 @@ def test_a_retried_collection_writes_every_result_exactly_once(
     assert ids == [item["id"] for item in items]  # every result once, in order
     assert result["records"] == 60 and result["expected_records"] == 60
     assert vendor_sandbox.stats()["kazi"]["api_requests"] >= 1
+
+
+@pytest.mark.parametrize("fail_on_shortfall", [True, False])
+def test_results_for_xcom_are_checked_against_the_announced_total(
+    vendor_sandbox: Sandbox, sandbox_connections: dict, fail_on_shortfall: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 31, case 5: Kazi announces 100 results more than its pages hold (250 of 350). To XCom, as to a
+    file, the task fails naming both numbers, or with fail_on_shortfall=False keeps the 250 with a warning;
+    it never ends green in silence."""
+    from airflow_vendorauth.exceptions import PaginationError
+    from airflow_vendorauth.operators.kazi_scan import KaziScanOperator
+
+    vendor_sandbox.configure(scan_seconds=0.3, paging={"kazi": {"total_lie": 100, "page_cap": 50}})
+    op = KaziScanOperator(
+        task_id="scan",
+        scan_type="job",
+        items=[{"id": f"job-{i}"} for i in range(250)],
+        poll_interval=0.1,
+        deferrable=False,
+        fail_on_shortfall=fail_on_shortfall,
+    )
+    if fail_on_shortfall:
+        with pytest.raises(PaginationError, match=r"announced 350 records but the pages held 250 \(100 missing\)"):
+            op.execute({})
+        return
+    results = op.execute({})
+    assert len(results) == len({r["jobId"] for r in results}) == 250
+    assert "the API announced 350 records but the pages held 250 (100 missing)" in capsys.readouterr().out
+
+
+def test_a_scan_s_output_url_with_a_password_is_written_but_not_returned(
+    vendor_sandbox: Sandbox, sandbox_connections: dict
+) -> None:
+    """Issue 31, case 8, for KaziScanOperator: XCom (the metadata database, the UI) gets the path without
+    the password; the results are written to the real one."""
+    import fsspec
+
+    from airflow_vendorauth.operators.kazi_scan import KaziScanOperator
+
+    vendor_sandbox.configure(scan_seconds=0.3)
+    op = KaziScanOperator(
+        task_id="scan", scan_type="job", items=[{"id": f"job-{i}"} for i in range(30)], poll_interval=0.1,
+        deferrable=False, output_path="memory://etl:kazi-test-password-77@kazi-results/job_scan.jsonl",
+    )
+    result = op.execute({})
+    assert result["path"] == "memory://kazi-results/job_scan.jsonl" and result["records"] == 30
+    assert "kazi-test-password-77" not in repr(result) + repr(op.outlets)
+    assert fsspec.filesystem("memory").cat("/etl:kazi-test-password-77@kazi-results/job_scan.jsonl").count(b"\n") == 30

@@ -21,6 +21,7 @@ EXAMPLES = ["talent_pipeline", "keyavi_payloads", "kayzen_campaigns", "clazar_li
 WRONG_SECRET = "wrong-secret-for-the-leak-scan-7781"
 
 
+@pytest.mark.timeout(900)  # a deployment runs every example DAG twice: its own waits allow 10 min
 def test_no_token_or_secret_appears_anywhere(
     vendor_sandbox: Sandbox, sandbox_connections: dict, tmp_path: Path
 ) -> None:

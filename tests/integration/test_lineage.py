@@ -66,6 +66,7 @@ def secrets_of(sandbox: Sandbox) -> set[str]:
     return set(sandbox.issued_tokens()) | set(credentials.secrets()) | {credentials.keyavi_caller_id}
 
 
+@pytest.mark.timeout(600)  # a dag.test() process: its own wait allows 9 min
 def test_dag_test_of_the_example_pipeline_writes_lineage_events_with_figures_and_no_secret(
     vendor_sandbox: Sandbox, sandbox_connections: dict, airflow_db: str, tmp_path: Path
 ) -> None:
@@ -129,6 +130,7 @@ def wait_for_first_run(deployment: Deployment, dag_id: str, timeout: float = 180
     raise TimeoutError(f"the scheduler made no run of {dag_id} in {timeout} s; logs in {deployment.logs}")
 
 
+@pytest.mark.timeout(600)  # a LocalExecutor deployment runs two DAGs: its own waits allow 8 min
 def test_a_dag_scheduled_on_the_outputs_reads_their_figures_from_the_asset_events(
     vendor_sandbox: Sandbox, sandbox_connections: dict, tmp_path: Path
 ) -> None:

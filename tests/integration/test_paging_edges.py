@@ -39,7 +39,8 @@ def run_edges(
     sandbox.configure(sizes={dataset: RECORDS})
     settings = {"EDGE_CONN": conn, "EDGE_ENDPOINT": endpoint, "EDGE_OUTPUT": output}
     settings |= {k: json.dumps(v) if isinstance(v, dict) else str(v) for k, v in env.items()}
-    for name in ("EDGE_PAGINATION", "EDGE_ASYNC", "EDGE_LOSE_PARTIAL", "EDGE_RETRIES", "EDGE_CONCURRENCY"):
+    for name in ("EDGE_PAGINATION", "EDGE_ASYNC", "EDGE_LOSE_PARTIAL", "EDGE_RETRIES", "EDGE_CONCURRENCY",
+                 "EDGE_MAX_PAGES", "EDGE_FAIL_ON_SHORTFALL"):
         monkeypatch.delenv(name, raising=False)
     dag = load_test_dag("paging_edges", monkeypatch, **settings)
     run = dag.test(logical_date=pendulum.now("UTC"))

@@ -12,7 +12,7 @@ import pytest
 
 from tests.integration.test_readme import scrubbed_env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]  # each test runs pytest in a new project (up to 5 min)
 
 CONFTEST = 'pytest_plugins = ["airflow_vendorauth.sandbox.pytest_plugin"]\n'
 WHERE = """

@@ -1,9 +1,13 @@
-"""Docs that cannot rot: every README block marked ``<!-- readme-test: KIND -->`` runs as printed, in a
-fresh temporary project with no ``AIRFLOW_*`` variable, against the real sandbox (tests/readme.py finds
-them; unmarked blocks are documentation only).
+"""Docs that cannot rot: every README block marked runnable (``<!-- readme-test: KIND -->``) runs as
+printed, in a fresh temporary project with no ``AIRFLOW_*`` variable, against the real sandbox
+(tests/readme.py finds them; ``fragment`` blocks are checked without running, in
+tests/unit/test_readme_lists.py, and every python, bash and JSON block is one or the other).
 
-- the pytest example (``conftest``, ``dag`` and ``test`` blocks, the hook DAG included): ``pytest`` in a
-  new folder, with nothing set up by hand: the plugin migrates its own Airflow home and runs the DAGs;
+- the pytest example and every DAG of the README (``conftest``, ``dag`` and ``test`` blocks: the hook
+  DAG, the operator, the HTTP bridge, the lineage consumer): ``pytest`` in a new folder, with nothing set
+  up by hand: the plugin migrates its own Airflow home and runs each DAG through ``dag.test()``; a DAG
+  without a README test of its own must succeed. ``VENDORAUTH_DATA_DIR`` (where the DAGs write, as the
+  README's "Pointing the DAGs" says) is a folder of the test's;
 - the ``AIRFLOW_CONN_*`` examples: run by bash, each connection read by Airflow and validated by its
   hook (placeholders such as ``<client id>`` are valid text; no request is made);
 - the command lines: ``airflow connections add`` / ``test`` against the sandbox, and the sandbox's own.
@@ -65,7 +69,8 @@ def dag_ids(source: str) -> list[str]:
     ]
 
 
-def test_the_pytest_example_and_the_hook_dag_pass_in_a_fresh_project(tmp_path: Path) -> None:
+@pytest.mark.timeout(600)  # a pytest session of its own runs every README DAG: its own wait allows 9 min
+def test_the_pytest_example_and_every_readme_dag_pass_in_a_fresh_project(tmp_path: Path) -> None:
     project, home = tmp_path / "project", tmp_path / "home"
     home.mkdir()
     (project / "dags").mkdir(parents=True)
@@ -81,7 +86,8 @@ def test_the_pytest_example_and_the_hook_dag_pass_in_a_fresh_project(tmp_path: P
         (project / file_name(dag, f"dags/readme_dag_{number}.py")).write_text(dag.body)
         untested += [dag_id for dag_id in dag_ids(dag.body) if dag_id not in tested]
     assert tested, "the README's test runs no DAG"
-    # a DAG block without a README test of its own (the hook DAG) is run the same way
+    # a DAG block without a README test of its own (the hook DAG, the operator, the lineage consumer) is run
+    # the same way
     (project / "tests" / "test_readme_dags.py").write_text(
         "".join(
             f'\n\ndef test_{dag_id}(run_dag):\n    assert run_dag("{dag_id}").state == "success"\n' for dag_id in untested
@@ -90,7 +96,7 @@ def test_the_pytest_example_and_the_hook_dag_pass_in_a_fresh_project(tmp_path: P
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "ignore::DeprecationWarning"],
         cwd=project,
-        env=scrubbed_env(home),
+        env=scrubbed_env(home, VENDORAUTH_DATA_DIR=str(tmp_path / "data")),
         capture_output=True,
         text=True,
         timeout=540,
@@ -99,6 +105,8 @@ def test_the_pytest_example_and_the_hook_dag_pass_in_a_fresh_project(tmp_path: P
     assert done.returncode == 0, output
     assert f"{len(tested) + len(untested)} passed" in done.stdout, output
     assert not (home / "airflow").exists(), "the plugin let Airflow use the user's ~/airflow"
+    written = sorted(path.name for path in (tmp_path / "data").glob("*/*.jsonl"))
+    assert written == ["jobs.jsonl"], f"the operator's output, under VENDORAUTH_DATA_DIR: {written}"
 
 
 def connections_of(block: Block, workdir: Path) -> dict[str, str]:
@@ -132,6 +140,7 @@ def test_each_connection_example_is_a_valid_connection_with_only_known_extras(
         assert settings.unknown_extras is None, f"{block.name} {conn_id}: {settings.unknown_extras}"
 
 
+@pytest.mark.timeout(660)  # two shells of Airflow commands, 5 min each at most
 def test_the_cli_first_steps_add_and_test_a_connection_against_the_sandbox(
     tmp_path: Path, vendor_sandbox: Sandbox
 ) -> None:
@@ -146,6 +155,9 @@ def test_the_cli_first_steps_add_and_test_a_connection_against_the_sandbox(
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     assert "Connection success!" in output, output[-4000:]
+    # what Test found reaches the terminal, before the verdict (the README says so under the block)
+    said = done.stdout.split("Testing...")[-1].split("Connection success!")[0]
+    assert "Clazar token obtained, valid for" in said, output[-4000:]
     # without AIRFLOW__CORE__TEST_CONNECTION the README's warning holds: Airflow refuses the test
     without = script.replace("export AIRFLOW__CORE__TEST_CONNECTION=Enabled", "true")
     refused = subprocess.run(

@@ -48,7 +48,7 @@ def test_the_cache_can_name_an_airflow_redis_connection(
     hook = KaziHook("kazi_default")
     hook.request("GET", "/tagging/v2/expectations")
     stored = redis.Redis(host="127.0.0.1", port=guarded_redis.port, password=PASSWORD, db=3)
-    assert list(stored.scan_iter("vendorauth:token:*"))  # the token is shared through that Redis
+    assert list(stored.scan_iter("vendorauth:{*}:token"))  # the token is shared through that Redis
     assert PASSWORD in masked
     assert PASSWORD not in repr(hook.settings) and "redis_conn_id:token_redis" in repr(hook.settings)
     KaziHook("kazi_default").request("GET", "/tagging/v2/expectations")

@@ -112,6 +112,7 @@ def outside(failures: list[list[Any]], outages: list[tuple[float, float]]) -> li
 
 
 @pytest.mark.parametrize("styles", [["plain"] * 4, ["plain"] * 3 + ["cancelling"]], ids=["4-workers", "cancelled-waiters"])
+@pytest.mark.timeout(600)  # four processes for 20 s, redis-server killed twice: its own waits allow 6 min
 def test_four_processes_keep_their_chain_while_redis_is_killed_and_restarted_empty_twice(
     styles: list[str], vendor_sandbox: Sandbox, sandbox_connections: dict, tmp_path: Path
 ) -> None:
@@ -149,6 +150,7 @@ def test_four_processes_keep_their_chain_while_redis_is_killed_and_restarted_emp
 
 
 @pytest.mark.parametrize("test_cache", ["redis", "memory"])
+@pytest.mark.timeout(600)  # workers and `airflow connections test` as processes: its own waits allow 8 min
 def test_test_from_a_separate_process_leaves_the_workers_chain_intact(
     test_cache: str, vendor_sandbox: Sandbox, sandbox_connections: dict, tmp_path: Path
 ) -> None:

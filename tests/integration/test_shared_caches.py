@@ -163,11 +163,12 @@ def test_a_stale_redis_lock_expires(cache_env: dict, vendor_sandbox: Sandbox) ->
     import redis
 
     from airflow_vendorauth.auth.cache import cache_key
+    from airflow_vendorauth.auth.redis_cache import credential_key as credential_key_in_redis
 
     flush_redis_tokens()
     conn = json.loads(cache_env["AIRFLOW_CONN_CLAZAR_DEFAULT"])
     key = cache_key("clazar", f"{conn['host']}/authenticate/", conn["login"], conn["password"])
-    redis.Redis.from_url(REDIS_URL).set(f"vendorauth:token:{key}:lock", b"dead-worker", px=2000)
+    redis.Redis.from_url(REDIS_URL).set(credential_key_in_redis(key, "lock"), b"dead-worker", px=2000)
     started = time.monotonic()
     assert run_tasks(with_cache(cache_env, REDIS_URL), 1) == [1]
     assert time.monotonic() - started < 20

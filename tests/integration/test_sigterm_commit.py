@@ -114,6 +114,7 @@ def task_process(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[by
             child.wait()
 
 
+@pytest.mark.timeout(600)  # a task process, its stop and its retry: its own waits allow 6 min
 def test_a_scan_task_told_to_stop_commits_every_page_it_wrote_and_its_retry_fetches_none_again(
     vendor_sandbox: Sandbox, sandbox_connections: dict, airflow_db: str, tmp_path: Path
 ) -> None:
@@ -173,6 +174,7 @@ def test_a_scan_task_told_to_stop_commits_every_page_it_wrote_and_its_retry_fetc
     )
 
 
+@pytest.mark.timeout(600)  # a task process, its stop and its retry: its own waits allow 6 min
 def test_a_task_told_to_stop_while_it_waits_for_its_kazi_scan_ends_at_once_and_its_retry_reconnects(
     vendor_sandbox: Sandbox, sandbox_connections: dict, airflow_db: str, tmp_path: Path
 ) -> None:

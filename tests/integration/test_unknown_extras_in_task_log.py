@@ -51,3 +51,19 @@ def test_oauth2_grant_instead_of_grant_type_fails_the_task_before_any_token_requ
     out, err = capfd.readouterr()
     assert "field 'grant' is not an extra of OAuth 2.0 connections; did you mean grant_type" in out + err
     assert vendor_sandbox.token_requests("oauth2") == 0
+
+
+def test_oauth2_dpop_spelt_as_the_rfc_does_fails_the_task_before_any_token_request(
+    vendor_sandbox: Sandbox, sandbox_connections: dict, airflow_db: str,  # type: ignore[type-arg]
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str],
+) -> None:
+    """``"DPoP": true`` used to run with bearer tokens (a warning only); a misspelt security field is refused."""
+    conn = json.loads(sandbox_connections["AIRFLOW_CONN_OAUTH2_DPOP"])
+    del conn["extra"]["dpop"]
+    conn["extra"]["DPoP"] = True
+    dag_run = run("misspelt_oauth2", conn, monkeypatch)
+    assert dag_run.state == "failed"
+    out, err = capfd.readouterr()
+    assert "Connection 'misspelt': field 'DPoP' is not an extra of OAuth 2.0 connections; did you mean dpop" in out + err
+    assert "rename the extra DPoP to dpop" in out + err
+    assert vendor_sandbox.token_requests("oauth2") == 0

@@ -11,7 +11,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from airflow_vendorauth.auth.cipher import TokenCipher
-from airflow_vendorauth.auth.redis_cache import PREFIX, RedisTokenCache
+from airflow_vendorauth.auth.redis_cache import RedisTokenCache, credential_key
 from airflow_vendorauth.auth.token import AccessToken
 from tests.services import require_redis
 
@@ -27,16 +27,16 @@ def token(value: str, seconds: int = 3600) -> AccessToken:
 def cache() -> RedisTokenCache:
     require_redis()
     made = RedisTokenCache(URL, TokenCipher([Fernet.generate_key().decode()]), lease_seconds=1.5)
-    for key in made.client.scan_iter(f"{PREFIX}unit-*"):
+    for key in made.client.scan_iter("vendorauth:{unit-*"):
         made.client.delete(key)
     return made
 
 
 def test_an_entry_is_encrypted_and_expires_with_the_token(cache: RedisTokenCache) -> None:
     cache.store("unit-k", token("redis-token-value", seconds=120))
-    raw = cache.client.get(f"{PREFIX}unit-k")
+    raw = cache.client.get(credential_key("unit-k", "token"))
     assert raw is not None and b"redis-token-value" not in raw
-    assert 110_000 < cache.client.pttl(f"{PREFIX}unit-k") <= 120_000
+    assert 110_000 < cache.client.pttl(credential_key("unit-k", "token")) <= 120_000
     assert cache.load("unit-k").access_token == "redis-token-value"  # type: ignore[union-attr]
 
 
@@ -49,9 +49,9 @@ def test_evict_is_compare_and_delete(cache: RedisTokenCache) -> None:
 
 
 def test_an_unreadable_entry_is_dropped(cache: RedisTokenCache) -> None:
-    cache.client.set(f"{PREFIX}unit-k", b"garbage")
+    cache.client.set(credential_key("unit-k", "token"), b"garbage")
     assert cache.load("unit-k") is None
-    assert cache.client.get(f"{PREFIX}unit-k") is None
+    assert cache.client.get(credential_key("unit-k", "token")) is None
 
 
 def test_the_holder_renews_its_lease_while_its_fetch_runs(cache: RedisTokenCache) -> None:
@@ -73,7 +73,7 @@ def test_the_holder_renews_its_lease_while_its_fetch_runs(cache: RedisTokenCache
 
 
 def test_a_dead_holder_frees_the_lock_within_a_lease(cache: RedisTokenCache) -> None:
-    cache.client.set(f"{PREFIX}unit-k:lock", b"a-worker-that-died", px=1500)  # no renewal will come
+    cache.client.set(credential_key("unit-k", "lock"), b"a-worker-that-died", px=1500)  # no renewal will come
     started = time.monotonic()
     with cache.fetch_lock("unit-k", wait_seconds=30):
         assert time.monotonic() - started < 3

@@ -18,7 +18,7 @@ from cryptography.fernet import Fernet
 from airflow_vendorauth.auth.cache import CacheLockUnavailable, MemoryTokenCache, RefreshChain
 from airflow_vendorauth.auth.cipher import TokenCipher
 from airflow_vendorauth.auth.provider import TokenProvider
-from airflow_vendorauth.auth.redis_cache import CHAIN_PREFIX, PREFIX, RedisTokenCache
+from airflow_vendorauth.auth.redis_cache import RedisTokenCache, credential_key
 from airflow_vendorauth.auth.token import AccessToken
 from tests.redis_server import RedisServer
 
@@ -119,7 +119,7 @@ def test_renewal_lives_through_busy_answers_and_keeps_the_lock(cache: RedisToken
 
 def test_a_holder_that_lost_its_lock_says_so(cache: RedisTokenCache, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING), cache.fetch_lock("k", wait_seconds=5):
-        cache.client.delete(f"{PREFIX}k:lock")  # the lease is gone (an operator, a failover to an empty replica)
+        cache.client.delete(credential_key("k", "lock"))  # the lease is gone (an operator, a failover to an empty replica)
         time.sleep(1.5)  # the next renewal (every lease / 3 = 1 s) finds the lock not ours
     assert "lost its Redis token cache lock" in caplog.text
 
@@ -130,7 +130,7 @@ def test_a_required_lock_waits_through_a_restart_then_is_held(cache: RedisTokenC
     restarter.start()
     started = time.monotonic()
     with cache.fetch_lock("k", wait_seconds=20, required=True):
-        assert cache.client.exists(f"{PREFIX}k:lock")
+        assert cache.client.exists(credential_key("k", "lock"))
     restarter.join()
     assert 0.9 <= time.monotonic() - started < 10
 
@@ -153,7 +153,7 @@ def test_a_refresh_token_is_kept_only_over_a_lower_generation(cache: RedisTokenC
     assert cache.load_refresh_token("k") == RefreshChain("rt-5", 5)
     assert cache.store_refresh_token("k", RefreshChain("rt-6", 6))
     assert cache.load_refresh_token("k") == RefreshChain("rt-6", 6)
-    assert b"rt-6" not in cache.client.hget(f"{CHAIN_PREFIX}k", "rt")  # encrypted at rest
+    assert b"rt-6" not in cache.client.hget(credential_key("k", "chain"), "rt")  # encrypted at rest
 
 
 class _Endpoint:
@@ -197,3 +197,19 @@ def test_a_missing_redis_client_names_the_cache_field_and_the_extra(
         RedisTokenCache("redis://127.0.0.1:6379/0", cipher)
     assert "cache:" in str(missing.value) and "airflow-vendorauth[redis]" in str(missing.value)
     assert "token_cache" not in str(missing.value)
+
+
+def test_a_chain_kept_under_the_key_of_earlier_releases_is_read_once_then_moves_under_the_hash_tag(
+    cache: RedisTokenCache, cipher: TokenCipher
+) -> None:
+    """Upgrading from keys without hash tags: the old chain is found (as a copy others may outrank), and
+    the next rotation is stored under ``vendorauth:{<fingerprint>}:chain``."""
+    from airflow_vendorauth.auth.redis_cache import LEGACY_CHAIN_PREFIX
+
+    cache.client.hset(f"{LEGACY_CHAIN_PREFIX}k", mapping={"gen": 4, "rt": cipher.encrypt("rt-4")})
+    found = cache.load_refresh_token("k")
+    assert found is not None and (found.refresh_token, found.generation, found.republished) == ("rt-4", 4, True)
+    assert cache.store_refresh_token("k", RefreshChain("rt-5", 5))
+    moved = cache.load_refresh_token("k")
+    assert moved is not None and (moved.refresh_token, moved.generation, moved.republished) == ("rt-5", 5, False)
+    assert cache.client.exists(credential_key("k", "chain"))

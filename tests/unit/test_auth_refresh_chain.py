@@ -22,11 +22,12 @@ import pendulum
 import pytest
 from cryptography.fernet import Fernet
 
-from airflow_vendorauth.auth import provider as provider_module
+from airflow_vendorauth.auth import refresh_chain as chain_module
 from airflow_vendorauth.auth.cache import CacheLockUnavailable, MemoryTokenCache, RefreshChain
 from airflow_vendorauth.auth.cipher import TokenCipher
 from airflow_vendorauth.auth.file_cache import FileTokenCache
 from airflow_vendorauth.auth.provider import TokenProvider
+from airflow_vendorauth.auth.provider import forget_remembered_failures as provider_forget
 from airflow_vendorauth.auth.token import AccessToken
 from airflow_vendorauth.exceptions import TokenRequestError
 
@@ -36,7 +37,7 @@ SEED = "rt-0"
 class RotatingServer:
     """The endpoint as the provider sees it: spends a refresh token once, answers the next one."""
 
-    vendor, conn_id, budget_seconds = "OAuth 2.0", "oauth2_default", 5.0
+    vendor, conn_id, budget_seconds, attempt_seconds = "OAuth 2.0", "oauth2_default", 5.0, 1.0
 
     def __init__(self, delay: float = 0.0) -> None:
         self.valid = SEED
@@ -65,19 +66,28 @@ class RotatingServer:
             return AccessToken(access_token=f"at-{len(self.spent)}", expires_at=now.add(seconds=3600),
                                obtained_at=now, refresh_token=self.valid)
 
+    def spend(self, refresh_token: str, *, before_send: Any, repeat_until: float | None = None,
+              presented_before: bool = False) -> AccessToken:
+        before_send()
+        return self.fetch(refresh_token)
+
     def close(self) -> None:
         pass
 
 
 class FlakyFileCache(FileTokenCache):
-    """A file cache whose refresh token writes fail while ``failing`` (a full disk, a Redis blip)."""
+    """A file cache whose writes of the next refresh token fail while ``failing`` (a full disk, a Redis blip
+    after the spend was recorded); with ``marks_fail`` the record of a spend (the pending mark) fails too."""
 
     def __init__(self, directory: Path, cipher: TokenCipher) -> None:
         super().__init__(directory, cipher)
         self.failing = False
+        self.marks_fail = False
 
     def store_refresh_token(self, key: str, chain: RefreshChain, *, republish: bool = False) -> bool:
-        return False if self.failing else super().store_refresh_token(key, chain, republish=republish)
+        if (self.marks_fail if chain.pending is not None else self.failing):
+            return False
+        return super().store_refresh_token(key, chain, republish=republish)
 
 
 def provider(server: RotatingServer, shared: Any = None, memory: MemoryTokenCache | None = None) -> TokenProvider:
@@ -98,8 +108,8 @@ def cipher() -> TokenCipher:
 
 @pytest.fixture(autouse=True)
 def _quick(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(provider_module, "CHAIN_STORE_RETRY_SECONDS", 0.5)
-    monkeypatch.setattr(provider_module, "CHAIN_HEAL_SECONDS", 0.05)
+    monkeypatch.setattr(chain_module, "CHAIN_STORE_RETRY_SECONDS", 0.5)
+    monkeypatch.setattr(chain_module, "CHAIN_HEAL_SECONDS", 0.05)
 
 
 def test_a_failed_write_keeps_the_next_token_in_memory_and_the_next_refresh_spends_it(
@@ -116,6 +126,23 @@ def test_a_failed_write_keeps_the_next_token_in_memory_and_the_next_refresh_spen
     worker.get_token(force_refresh=True)  # must spend rt-2 (memory), not rt-1 (the cache's stale copy)
     assert server.spent == ["rt-0", "rt-1", "rt-2"] and server.reuse == 0
     assert shared.load_refresh_token("chain") == RefreshChain("rt-3", 3)  # given back to the cache
+
+
+def test_no_refresh_token_is_presented_when_the_cache_cannot_record_the_spend_first(
+    tmp_path: Path, cipher: TokenCipher
+) -> None:
+    """The pending mark goes to the shared cache before the token leaves: presented without it, a process
+    that died after the server's rotation would leave the others a spent token to present again."""
+    server, shared = RotatingServer(), FlakyFileCache(tmp_path, cipher)
+    shared.marks_fail = True
+    with pytest.raises(TokenRequestError) as refused:
+        provider(server, shared).get_token()
+    assert server.spent == []
+    assert "not spent" in str(refused.value) and "could not record the spend" in str(refused.value)
+    assert refused.value.retryable
+    shared.marks_fail = False
+    provider(server, shared).get_token()  # the chain is intact: the seed is spent once, now
+    assert server.spent == ["rt-0"]
 
 
 def test_a_write_that_fails_for_a_moment_is_retried_before_the_lock_is_released(
@@ -173,6 +200,7 @@ def test_a_lost_chain_says_so_and_how_to_reseed() -> None:
     server.valid = "rt-9"  # spent elsewhere: the seed is long gone
     with pytest.raises(TokenRequestError) as refused:
         provider(server).get_token()
+    assert server.spent == ["rt-0"]  # refused once, never presented again (nothing newer was found)
     message = str(refused.value)
     assert "chain is lost" in message and "the connection's seed" in message
     assert "Fix: get a new refresh token" in message and "Refresh token (refresh_token)" in message
@@ -196,12 +224,13 @@ def test_test_on_a_memory_only_chain_checks_the_client_without_spending(monkeypa
         return httpx.Response(400, json={"error": "invalid_grant", "error_description": "unknown refresh token"})
 
     conn = {"conn_type": "oauth2", "host": "https://api.example/v1", "login": "me", "password": "secret-value",
-            "extra": {"auth_url": "https://idp.example/token", "grant_type": "refresh_token", "refresh_token": "seed-rt"}}
+            "extra": {"auth_url": "https://idp.example/token", "grant_type": "refresh_token", "refresh_token": "seed-rt",
+                      "cache": "memory"}}
     monkeypatch.setenv("AIRFLOW_CONN_OAUTH2_DEFAULT", json.dumps(conn))
     hook = OAuth2Hook(transport=httpx.MockTransport(handle), retry_policy=RetryPolicy(max_attempts=1))
     ok, message = hook.test_connection()
     assert ok and "not spent" in message and "Token cache" in message
-    assert [b["refresh_token"] for b in sent] == [provider_module.PROBE_REFRESH_TOKEN]  # the seed stays unspent
+    assert [b["refresh_token"] for b in sent] == [chain_module.PROBE_REFRESH_TOKEN]  # the seed stays unspent
 
 
 def test_after_the_cache_lost_the_chain_the_newest_copy_in_any_process_is_spent(
@@ -211,7 +240,7 @@ def test_after_the_cache_lost_the_chain_the_newest_copy_in_any_process_is_spent(
     everything (a Redis restarted empty). A needs a token first and republishes its stale copy before it
     queues for the lock; B republishes generation 2 a moment later. A must wait for the copies and spend
     generation 2, not its own (spending its own is reuse: the server may revoke the whole grant)."""
-    monkeypatch.setattr(provider_module, "CHAIN_HEAL_SECONDS", 0.6)
+    monkeypatch.setattr(chain_module, "CHAIN_HEAL_SECONDS", 0.6)
     server, shared = RotatingServer(), FileTokenCache(tmp_path, cipher)
     memory_a, memory_b = MemoryTokenCache(), MemoryTokenCache()
     a, b = provider(server, shared, memory_a), provider(server, shared, memory_b)
@@ -227,6 +256,35 @@ def test_after_the_cache_lost_the_chain_the_newest_copy_in_any_process_is_spent(
     time.sleep(0.15)
     b.get_token()  # B republishes generation 2 before it queues, then takes A's fresh token
     first.join()
+    assert server.spent == ["rt-0", "rt-1", "rt-2"] and server.reuse == 0
+
+
+def test_a_process_that_closes_gives_its_chain_back_to_a_cache_that_lost_it(tmp_path: Path, cipher: TokenCipher) -> None:
+    """Process A rotated last (generation 1, in its memory and the cache); the cache then loses everything (a
+    Redis restarted empty) and A ends before its next call would have given its copy back (the explorer's seed
+    500023: A stopped by SIGTERM while Redis restarted, the other worker killed). Closing, A gives it back, so
+    the next process spends generation 1, not the seed the server has already rotated."""
+    server, shared = RotatingServer(), FileTokenCache(tmp_path, cipher)
+    a = provider(server, shared, MemoryTokenCache())
+    a.get_token()  # rt-0 spent: generation 1 in A's memory and the cache
+    for entry in tmp_path.glob("chain.*"):
+        if entry.suffix in (".token", ".chain"):
+            entry.unlink()  # the cache lost everything
+    a.close()
+    later = provider(server, shared, MemoryTokenCache())
+    later.get_token()
+    assert server.spent == ["rt-0", "rt-1"] and server.reuse == 0
+
+
+def test_closing_never_puts_an_older_generation_over_the_cache_s_newer_one(tmp_path: Path, cipher: TokenCipher) -> None:
+    """A process that closes with an old copy (generation 1) while another rotated since (generation 2 in the
+    cache) leaves the newer one in place: the next process spends rt-2."""
+    server, shared = RotatingServer(), FileTokenCache(tmp_path, cipher)
+    a, b = provider(server, shared, MemoryTokenCache()), provider(server, shared, MemoryTokenCache())
+    a.get_token()
+    b.get_token(force_refresh=True)
+    a.close()
+    provider(server, shared, MemoryTokenCache()).get_token(force_refresh=True)
     assert server.spent == ["rt-0", "rt-1", "rt-2"] and server.reuse == 0
 
 
@@ -263,7 +321,7 @@ def test_a_stop_during_a_refresh_whose_store_keeps_failing_ends_well_before_the_
     from airflow_vendorauth import stopping
     from airflow_vendorauth.exceptions import ScanStopped
 
-    monkeypatch.setattr(provider_module, "CHAIN_STORE_RETRY_SECONDS", 5.0)
+    monkeypatch.setattr(chain_module, "CHAIN_STORE_RETRY_SECONDS", 5.0)
 
     class SignalledMidRotation(RotatingServer):
         def fetch(self, refresh_token: str | None = None) -> AccessToken:
@@ -306,3 +364,102 @@ def test_no_refresh_token_is_spent_once_the_task_is_told_to_stop(where: str) -> 
             thread.join(10)
     assert server.spent == []
     assert len(raised) == 1 and isinstance(raised[0], ScanStopped)
+
+
+def test_a_refused_token_is_never_presented_again_by_this_process_or_another(tmp_path: Path, cipher: TokenCipher) -> None:
+    """The refusal is recorded with the token (a refused mark): a second process that finds it says the
+    chain is lost without presenting it; so does this process on its next call (its remembered refusal)."""
+    server, shared = RotatingServer(), FileTokenCache(tmp_path, cipher)
+    server.valid = "rt-9"
+    with pytest.raises(TokenRequestError):
+        provider(server, shared).get_token()
+    provider_forget()  # the memory of refusals is per process: a second process has none
+    with pytest.raises(TokenRequestError) as again:
+        provider(server, shared).get_token()
+    assert "chain is lost" in str(again.value)
+    assert server.spent == ["rt-0"]
+
+
+def test_a_copy_read_from_the_cache_never_replaces_a_newer_one_in_memory() -> None:
+    memory = MemoryTokenCache()
+    memory.store_refresh_token("k", RefreshChain("rt-3", 3))
+    memory.store_refresh_token("k", RefreshChain("rt-2", 2))  # an older shared copy, adopted later
+    assert memory.load_refresh_token("k") == RefreshChain("rt-3", 3)
+
+
+def test_other_processes_take_a_rotation_into_memory_within_a_moment(tmp_path: Path, cipher: TokenCipher) -> None:
+    """A rotates and (its task done) ends; B, which only makes calls with a fresh access token, still holds
+    the newest generation soon after: a shared cache that then loses everything gets it back from B."""
+    server, shared = RotatingServer(), FileTokenCache(tmp_path, cipher)
+    memory_b = MemoryTokenCache()
+    b = provider(server, shared, memory_b)
+    b.get_token()  # generation 1, from B's own refresh
+    provider(server, shared).get_token(force_refresh=True)  # A: generation 2, then A ends
+    deadline = time.monotonic() + 5
+    while (memory_b.load_refresh_token("chain") or RefreshChain("", 0)).generation < 2 and time.monotonic() < deadline:
+        b.get_token()  # a call with B's fresh token: the background keeps copies in step
+        time.sleep(0.1)
+    assert memory_b.load_refresh_token("chain") == RefreshChain("rt-2", 2)
+
+
+def test_a_process_whose_refusal_is_remembered_still_gives_its_copy_back(tmp_path: Path, cipher: TokenCipher) -> None:
+    """Found by the explorer (seed 1001): a process whose last refresh left the chain in doubt replays that
+    failure for 30 s without touching the cache; when the cache lost everything meanwhile, its memory's copy
+    (the spend's mark) must still go back, or a fresh process would present the spent token again."""
+
+    class LostAnswer(RotatingServer):
+        def fetch(self, refresh_token: str | None = None) -> AccessToken:
+            super().fetch(refresh_token)  # rotated at the server ...
+            error = TokenRequestError("no answer", vendor=self.vendor, conn_id=self.conn_id, retryable=True)
+            error.maybe_spent = True  # ... and the answer lost
+            raise error
+
+    shared = FileTokenCache(tmp_path, cipher)
+    worker = provider(LostAnswer(), shared)
+    with pytest.raises(TokenRequestError, match="in doubt"):
+        worker.get_token()
+    for entry in tmp_path.glob("chain.*"):
+        entry.unlink()  # the cache loses everything (a Redis restarted empty)
+    deadline = time.monotonic() + 3
+    while shared.load_refresh_token("chain") is None and time.monotonic() < deadline:
+        with pytest.raises(TokenRequestError, match="in doubt"):
+            worker.get_token()  # the remembered failure, replayed
+        time.sleep(0.1)
+    back = shared.load_refresh_token("chain")
+    assert back is not None and back.pending is not None and back.generation == 0
+
+
+def test_a_process_waiting_for_the_lock_keeps_giving_its_copy_back(
+    tmp_path: Path, cipher: TokenCipher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the explorer (seed 2035): A holds the newest copy and waits for the lock (its holder was
+    killed mid-spend); the cache then loses everything; B, fresh, takes the lock first. A must keep giving
+    its copy back while it waits, or B finds only the seed and presents it again."""
+    monkeypatch.setattr(chain_module, "CHAIN_HEAL_SECONDS", 0.8)
+    monkeypatch.setattr(chain_module, "CHAIN_REPUBLISH_SECONDS", 0.2)
+
+    class SlowLock(FileTokenCache):  # A's lock comes late: a long queue
+        @contextlib.contextmanager
+        def fetch_lock(self, key: str, wait_seconds: float, *, required: bool = False) -> Iterator[Any]:
+            time.sleep(2.0)
+            with super().fetch_lock(key, wait_seconds, required=required) as held:
+                yield held
+
+    server = RotatingServer()
+    memory_a = MemoryTokenCache()
+    setup = provider(server, FileTokenCache(tmp_path, cipher), memory_a)
+    setup.get_token()
+    setup.get_token(force_refresh=True)  # generation 2, in A's memory and the cache
+    memory_a._tokens.clear()  # A's access token is due ...
+    for entry in tmp_path.glob("chain.token"):
+        entry.unlink()  # ... and the cache has none: A queues for the lock
+    a = provider(server, SlowLock(tmp_path, cipher), memory_a)
+    waiting = threading.Thread(target=a.get_token)
+    waiting.start()
+    time.sleep(0.3)
+    for entry in tmp_path.glob("chain.*"):
+        if entry.suffix in (".token", ".chain"):
+            entry.unlink()  # the cache loses everything (a Redis restarted empty)
+    provider(server, FileTokenCache(tmp_path, cipher)).get_token()  # B: fresh, takes the free lock
+    waiting.join()
+    assert server.reuse == 0 and server.spent == ["rt-0", "rt-1", "rt-2"], server.spent

@@ -2,11 +2,13 @@
 the summary matches the file, or the task fails naming the shortfall; never a silent short file.
 
 Shapes: page numbers, offsets, cursors and next links (absolute, /root-relative, relative, ?query-only;
-in the body or a ``Link`` header); a server cap below the asked page size; short and empty results;
+in the body or a ``Link`` header), described or recognised from the first answer (no ``pagination``
+extra); a server cap below the asked page size; short and empty results;
 totals that are true, too high, too low or absent; 429 and 503 answers (retried); a crash at a random
 request, followed by a retry that resumes with the partial file, without it (another machine), or from an
 older checkpoint than the last (a process killed between commits); a page served short in the middle of
-the records where the API still says where the next one starts. Sync through ``stream_to_jsonl`` (the
+the records where the API still says where the next one starts (offsets without a total included: the
+short page is confirmed by the next one). Sync through ``stream_to_jsonl`` (the
 operators' path), async through ``apage_batches`` resumed from a batch's checkpointed request; concurrency
 1, 3 and "auto". Bounded for ``make test``: ``max_examples`` per test, no per-example deadline (timing
 noise on a shared machine), about 20 s in all.
@@ -40,6 +42,7 @@ from airflow_vendorauth.pagination import (
     Pagination,
     PagingOptions,
 )
+from airflow_vendorauth.pagination.detect import DetectedPagination
 from airflow_vendorauth.retry import RetryPolicy
 from tests.unit.fakes import hook_for, set_connection
 
@@ -73,10 +76,10 @@ class Shape:
 
     def can_serve_short(self) -> bool:
         """A page shorter than the others that is not the last one: only where the API still says where
-        the next page starts (offsets with a total, cursors, links). Without a total, a short page *is*
-        the end of the records by the API's contract (Kayzen's: "stop on an empty or short page"); by
-        page numbers, the records a server left out of a page are gone (the total check then speaks)."""
-        return self.style in ("cursor", "next_link") or (self.style == "offset" and self.total != "absent")
+        the next page starts (offsets, cursors, links; without a total, a short page is confirmed by
+        asking for the next one). By page numbers, the records a server left out of a page are gone (the
+        total check then speaks, or, without a total, the confirmation fails the scan)."""
+        return self.style in ("cursor", "next_link", "detected", "offset")
 
     @property
     def announced(self) -> int | None:
@@ -93,13 +96,15 @@ class Shape:
         if self.style == "cursor":
             return CursorPagination(next_cursor_path="next", records_path="items", total_path=total_path,
                                     limit_param="limit", limit=ASKED)
+        if self.style == "detected":  # no pagination described: recognised from the first answer
+            return DetectedPagination()
         return NextLinkPagination(next_path=None if self.link == "header" else "next", records_path="items",
                                   total_path=total_path)
 
 
 shapes = st.builds(
     Shape,
-    style=st.sampled_from(["page_number", "offset", "cursor", "next_link"]),
+    style=st.sampled_from(["page_number", "offset", "cursor", "next_link", "detected"]),
     records=st.integers(0, 160),
     cap=st.integers(3, ASKED),
     total=st.sampled_from(["true", "true", "high", "low", "absent"]),
@@ -178,7 +183,7 @@ class Api:
         headers = {}
         if end < s.records:
             body["next"] = str(end) if s.style == "cursor" else self.link(request, end)
-            if s.link == "header" and s.style == "next_link":
+            if s.link == "header" and s.style in ("next_link", "detected"):
                 headers["Link"] = f'<{body.pop("next")}>; rel="next"'
         return httpx.Response(200, json=body, headers=headers)
 
@@ -210,10 +215,22 @@ class Store:
         self.data.pop(key, None)
 
 
+def refused(shape: Shape, error: BaseException | None) -> bool:
+    """Recognised paging refuses a first answer that announces more records than it holds and links to no
+    next page (never taken for the last page); only that, and only then."""
+    if error is None or "links to no next page" not in str(error):
+        return False
+    assert shape.style == "detected" and shape.announced is not None and shape.announced > shape.records, error
+    return True
+
+
 def check_outcome(shape: Shape, ids: list[int], summary: dict[str, Any] | None, error: BaseException | None) -> None:
     """The promise: exactly once, in order, summary == file; a shortfall fails loudly or is reported."""
     assert ids == list(range(len(ids))), "records missing, repeated or out of order"
     announced = shape.announced
+    if refused(shape, error):
+        assert ids == [], "records written before the paging was refused"
+        return
     paged_by_total = shape.style in ("page_number", "offset") and announced is not None
     if paged_by_total and announced is not None and announced < shape.records:
         assert len(ids) >= min(announced, 1) or shape.records == 0  # a total too low stops early: a prefix
@@ -276,6 +293,8 @@ def test_sync_scans_land_every_record_exactly_once_through_crashes_and_retries(
 @BUDGET
 @given(shape=shapes)
 def test_async_scans_hand_out_every_record_exactly_once_through_crashes_and_resumes(shape: Shape, clazar: None) -> None:
+    errors: list[Exception] = []
+
     async def run(api: Api) -> list[int]:
         ids: list[int] = []
         start: PageRequest | None = None
@@ -284,7 +303,7 @@ def test_async_scans_hand_out_every_record_exactly_once_through_crashes_and_resu
         )
         try:
             await hook.asettings()
-            for _ in range(3):
+            for attempt in range(3):
                 options = PagingOptions(pagination=shape.pagination(), concurrency=shape.concurrency, start=start)  # type: ignore[arg-type]
                 try:
                     async for batch in hook.client.apage_batches(ENDPOINT, options):
@@ -293,7 +312,15 @@ def test_async_scans_hand_out_every_record_exactly_once_through_crashes_and_resu
                         if start is None:
                             return ids
                     return ids
-                except Exception:  # noqa: BLE001 - the crash: resume from the last batch handed out
+                except PaginationError as exc:
+                    # Final, as in the sync test (and stream_to_jsonl): the paging was refused (or looped), and
+                    # every retry would say so again. Retrying it let a crash on a later try's request become
+                    # the last error, which hid the refusal from the check below (a loss that was none).
+                    errors.append(exc)
+                    return ids
+                except Exception as exc:  # noqa: BLE001 - the crash: resume from the last batch handed out
+                    errors.append(exc)
+                    assert attempt < 2, "a retry failed because of the previous try"
                     if start is None and not ids:
                         continue
                     if start is None:
@@ -306,9 +333,30 @@ def test_async_scans_hand_out_every_record_exactly_once_through_crashes_and_resu
     ids = asyncio.run(run(api))
     assert api.peak <= api.most_in_flight(), f"{api.peak} requests in flight"
     assert ids == list(range(len(ids)))
+    if refused(shape, errors[-1] if errors else None):
+        assert ids == []
+        return
     announced = shape.announced
     if not (shape.style in ("page_number", "offset") and announced is not None and announced < shape.records):
         assert len(ids) == shape.records
+
+
+@pytest.mark.parametrize("crash_at", [1, 2, 3, None])
+@pytest.mark.parametrize("records", [1, 2])
+def test_async_detected_one_page_scan_whose_total_is_high_is_refused_alike_through_a_crash(
+    records: int, crash_at: int | None, clazar: None
+) -> None:
+    """Regression (found by the property on 2026-12-06, once pinned as an async data loss): recognised paging,
+    one page whose total announces more records than it holds, the third request failing. The first
+    answer is refused ("links to no next page": never taken for the last page), by the sync and the async
+    driver alike, before any record is handed out. The async property retried that refusal like a crash, so
+    the third try met the 400 and the refusal was no longer the last error: "no record" was then judged a
+    loss. A refusal is final there now, as in the sync property: nothing handed out, the refusal said."""
+    shape = Shape(style="detected", records=records, cap=3, total="high", link="absolute", faults={},
+                  crash_at=crash_at, short_at=None, resume="partial", concurrency=1, fail_on_shortfall=False)
+    test_async_scans_hand_out_every_record_exactly_once_through_crashes_and_resumes.hypothesis.inner_test(  # type: ignore[attr-defined]
+        shape=shape, clazar=None
+    )
 
 
 def _async(api: Api) -> Any:

@@ -12,6 +12,7 @@ import pytest
 
 from airflow_vendorauth.operators.api import VendorApiOperator
 from airflow_vendorauth.operators.output_path import OutputPathError, check_output_path
+from airflow_vendorauth.pagination import PageNumberPagination
 from tests.unit.fakes import ThrottlingApi, hook_for, set_connection
 
 
@@ -66,3 +67,25 @@ def test_the_operator_checks_before_any_request(monkeypatch: pytest.MonkeyPatch,
     with pytest.raises(OutputPathError, match="Task 'listings': output_path"):
         operator.execute({})
     assert api.peak == 0
+
+
+def test_a_path_under_the_home_folder_is_expanded_and_written_there(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``~/data/x.jsonl`` (issue 32, case 11) is the task user's home, as in a shell: not refused as relative."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    set_connection(monkeypatch, "clazar")
+    hook = hook_for("clazar", transport=httpx.MockTransport(ThrottlingApi(allowed=100, total=30)))
+    monkeypatch.setattr("airflow_vendorauth.hooks.base.hook_for_connection", lambda conn_id: hook)
+    operator = VendorApiOperator(
+        task_id="items", conn_id="clazar", endpoint="/items", output_path="~/data/x.jsonl",
+        pagination=PageNumberPagination(page_size=100, records_path="items", total_path="total"),
+    )
+    assert operator.outlets[0].uri == f"file://{tmp_path}/data/x.jsonl"
+    result = operator.execute({})
+    written = tmp_path / "data" / "x.jsonl"
+    assert result["path"] == str(written) and written.read_text().count("\n") == 30
+
+
+def test_a_relative_path_s_message_says_how_to_name_the_home_folder() -> None:
+    assert "~/data/records.jsonl" in error_of("data/x.jsonl")

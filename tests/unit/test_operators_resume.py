@@ -195,6 +195,26 @@ def test_a_retry_on_the_same_machine_resumes_and_every_record_lands_once(
     assert store.data == {}
 
 
+def test_a_failed_try_says_its_pages_are_kept_and_when_a_retry_cannot_help_as_it_is(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pages written, then a request the API refuses (400: not retryable): the pages are kept for the retry,
+    and the log says the error must be fixed first. Nothing written (the first page refused): no empty
+    partial output is left, and the log says nothing was fetched."""
+    out, store = str(tmp_path / "x.jsonl"), DictStore()
+    with caplog.at_level(logging.ERROR, logger="test"), pytest.raises(Exception, match="the task dies here"):
+        scan(monkeypatch, PagedApi(500, cap=10, fail_at=30), out, store)
+    assert "/items stopped after 29 pages: 290 records are in" in caplog.text
+    assert "(kept; a retry resumes from the last committed page once the error below is fixed)" in caplog.text
+    assert Path(out + ".partial").stat().st_size > 0
+    caplog.clear()
+    first = str(tmp_path / "first.jsonl")
+    with caplog.at_level(logging.ERROR, logger="test"), pytest.raises(Exception, match="the task dies here"):
+        scan(monkeypatch, PagedApi(500, cap=10, fail_at=1), first, DictStore())
+    assert "/items: nothing was fetched and no partial output is left: the first page failed" in caplog.text
+    assert not Path(first + ".partial").exists() and "a retry resumes" not in caplog.text
+
+
 def test_a_retry_on_another_machine_starts_over_and_every_record_lands_once(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

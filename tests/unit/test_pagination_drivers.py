@@ -17,6 +17,7 @@ from airflow_vendorauth.pagination import (
     Pagination,
     PagingOptions,
 )
+from airflow_vendorauth.pagination.detect import DetectedPagination
 from airflow_vendorauth.pagination.drivers import apage_batches, page_batches
 
 TOTAL = 23
@@ -46,21 +47,22 @@ def numbered(request_params: dict, url: str | None) -> httpx.Response:
 
 
 @pytest.mark.parametrize(
-    "strategy",
+    ("strategy", "pages"),
     [
-        PageNumberPagination(page_size=5, records_path="items"),
-        PageNumberPagination(page_size=5, records_path="items", total_path="meta.total"),
-        OffsetPagination(limit=5, records_path="items"),
-        OffsetPagination(limit=5, records_path="items", total_path="meta.total"),
-        CursorPagination(
+        # without a total, the short last page is confirmed by one more (empty) page
+        (PageNumberPagination(page_size=5, records_path="items"), 6),
+        (PageNumberPagination(page_size=5, records_path="items", total_path="meta.total"), 5),
+        (OffsetPagination(limit=5, records_path="items"), 6),
+        (OffsetPagination(limit=5, records_path="items", total_path="meta.total"), 5),
+        (CursorPagination(
             cursor_param="cursor", next_cursor_path="next", records_path="items", limit_param="limit", limit=5
-        ),
+        ), 5),
     ],
 )
-def test_every_strategy_yields_every_record_once_in_order(strategy) -> None:  # type: ignore[no-untyped-def]
+def test_every_strategy_yields_every_record_once_in_order(strategy, pages: int) -> None:  # type: ignore[no-untyped-def]
     scan = batches(numbered, strategy)
     assert [r for b in scan for r in b.records] == list(range(TOTAL))
-    assert len(scan) == 5 and scan[-1].next_request is None
+    assert len(scan) == pages and scan[-1].next_request is None
 
 
 def test_total_stops_without_an_extra_empty_page() -> None:
@@ -110,10 +112,44 @@ def test_next_link_from_body_or_link_header() -> None:
     assert list(iterate_pages(by_header, NextLinkPagination(records_path="content"))) == [0, 1, 2]
 
 
-def test_a_repeated_cursor_is_a_loop_not_an_endless_scan() -> None:
-    fetch = lambda p, u: httpx.Response(200, json={"items": [1], "next": "same"})  # noqa: E731
+#: A bound on the looping scans below: without the loop guard they end here, without an error, and the
+#: test fails at once instead of running forever (issue 31, case 11).
+BOUND = 500
+
+
+def stuck(params: dict, url: str | None) -> httpx.Response:
+    """An API stuck on page 2: its next cursor, body link and Link header always name page 2 again."""
+    return httpx.Response(
+        200, json={"items": [1], "next": "2", "link": "https://x.example/l?page=2"},
+        headers={"Link": '<https://x.example/l?page=2>; rel="next"'},
+    )
+
+
+LOOPING = {
+    "cursor": CursorPagination(next_cursor_path="next", records_path="items"),
+    "next_link body": NextLinkPagination(next_path="link", records_path="items"),
+    "next_link header": NextLinkPagination(records_path="items"),
+    "recognised": DetectedPagination(),
+}
+
+
+@pytest.mark.parametrize("style", list(LOOPING))
+def test_a_repeated_next_page_is_a_loop_not_an_endless_scan(style: str) -> None:
+    scan: list[PageBatch] = []
+    with pytest.raises(PaginationError, match=r"the API sent the same next page twice.*a loop"):
+        for batch in page_batches(lambda r: stuck(r.params, r.url), LOOPING[style], PagingOptions(max_pages=BOUND), "t"):
+            scan.append(batch)
+    assert len(scan) == 2  # page 1, page 2; page 2 again is refused before it is fetched
+
+
+@pytest.mark.parametrize("style", list(LOOPING))
+async def test_a_repeated_next_page_is_a_loop_for_the_async_driver_too(style: str) -> None:
+    async def fetch(request: PageRequest) -> httpx.Response:
+        return stuck(request.params, request.url)
+
     with pytest.raises(PaginationError, match="a loop"):
-        list(iterate_pages(fetch, CursorPagination(next_cursor_path="next", records_path="items")))
+        async for _ in apage_batches(fetch, LOOPING[style], PagingOptions(max_pages=BOUND), "t"):
+            pass
 
 
 @pytest.mark.parametrize(
@@ -188,6 +224,26 @@ async def test_async_and_sync_drivers_hand_out_the_same_batches() -> None:
         assert [b async for b in apage_batches(fetch, strategy, options, "test")] == sync
 
 
+@pytest.mark.parametrize("concurrency", [1, 3, "auto"])
+async def test_both_drivers_refuse_a_recognised_page_whose_total_is_high_before_handing_out_a_record(
+    concurrency: int | str,
+) -> None:
+    """One page that announces more records than it holds and links to no next page (found as an "async
+    loss" by the exactly-once property; it was that test's retry): sync and async refuse it alike, no batch."""
+    answer = {"items": [{"id": 0}, {"id": 1}], "meta": {"total": 9}}
+    options = PagingOptions(concurrency=concurrency)  # type: ignore[arg-type]
+
+    async def fetch(request: PageRequest) -> httpx.Response:
+        return httpx.Response(200, json=answer)
+
+    handed: list[PageBatch] = []
+    with pytest.raises(PaginationError, match=r"announces 9 records .* links to no next page"):
+        handed += page_batches(lambda r: httpx.Response(200, json=answer), DetectedPagination(), options, "t")
+    with pytest.raises(PaginationError, match=r"announces 9 records .* links to no next page"):
+        handed += [b async for b in apage_batches(fetch, DetectedPagination(), options, "t")]
+    assert handed == []
+
+
 def test_stopping_early_cancels_the_pages_fetched_ahead() -> None:
     import time
 
@@ -205,16 +261,24 @@ def test_stopping_early_cancels_the_pages_fetched_ahead() -> None:
     assert len(started) <= 1 + 2 * 2  # the first page and at most one window ahead, not all 23
 
 
+@pytest.mark.parametrize("received_by", ["main thread", "another thread"])
 @pytest.mark.parametrize("stop", [KeyboardInterrupt, ScanStopped])
-def test_a_stop_does_not_wait_for_the_pages_in_flight(stop: type[BaseException]) -> None:
+def test_a_stop_does_not_wait_for_the_pages_in_flight(stop: type[BaseException], received_by: str) -> None:
     """Airflow's SIGTERM (its handler raises ScanStopped through the operator's on_kill) or a Ctrl-C,
     arriving while the scan waits for a slow page, ends the scan without waiting for the pages in flight:
-    the final checkpoint commit comes next, and the supervisor's SIGKILL follows 5 s after its SIGTERM."""
+    the final checkpoint commit comes next, and the supervisor's SIGKILL follows 5 s after its SIGTERM.
+
+    The kernel may hand a process's signal to any thread that does not block it. Python runs the handler in
+    the main thread, but only when that thread next runs bytecode: a main thread asleep in an untimed wait
+    for a page would not notice a signal another thread received until the page came back (a CI run on
+    2026-12-06 saw exactly that, 10 s late). "another thread" forces that case by blocking the signal in
+    the main thread while it waits."""
     import os
     import signal
     import threading
+    import time
 
-    release, entered, finished = threading.Event(), threading.Event(), threading.Event()
+    release, entered, finished, masked = threading.Event(), threading.Event(), threading.Event(), threading.Event()
 
     def fetch(request: PageRequest) -> httpx.Response:
         if request.params["page"] > 1:  # the pages ahead hang, as a slow API's do
@@ -227,8 +291,12 @@ def test_a_stop_does_not_wait_for_the_pages_in_flight(stop: type[BaseException])
         raise stop()
 
     def signal_once_in_flight() -> None:
-        if entered.wait(5):
-            os.kill(os.getpid(), signal.SIGUSR1)  # handled in the main thread, where the scan waits
+        if entered.wait(5) and masked.wait(5):
+            time.sleep(0.2)  # the main thread is asleep in its wait for page 2 by now
+            if received_by == "main thread":
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+            else:
+                os.kill(os.getpid(), signal.SIGUSR1)  # the main thread blocks it: this thread receives it
 
     strategy = PageNumberPagination(page_size=1, records_path="items", total_path="meta.total")
     scan = page_batches(fetch, strategy, PagingOptions(concurrency=3), "test")
@@ -237,11 +305,15 @@ def test_a_stop_does_not_wait_for_the_pages_in_flight(stop: type[BaseException])
     try:
         assert next(scan).records == [0]
         signaller.start()
+        if received_by == "another thread":  # after the page threads and the signaller began: they do not block it
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+        masked.set()
         with pytest.raises(stop):
             next(scan)  # waits for page 2, which hangs: the signal arrives meanwhile
         assert entered.is_set()
         assert not finished.is_set()  # the scan ended while a page was still in flight
     finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGUSR1})
         release.set()
         signaller.join()
         signal.signal(signal.SIGUSR1, previous)
@@ -306,3 +378,33 @@ def test_the_sync_driver_runs_as_many_fetches_as_the_window_allows_now() -> None
     assert peaks[2] == 2  # from then on: exactly the two the window allows
     workers.close()
     assert not any(thread.is_alive() for thread in workers.started)
+
+
+def test_an_async_scan_ended_early_leaves_no_page_in_flight() -> None:
+    """The async twin of test_an_early_end_waits_for_the_pages_in_flight: pages fetched ahead are cancelled
+    and have ended when the scan's close returns, so none outlives it to use the client the hook closes next
+    (or to give its quota permit back after ``asyncio.run`` has shut its executor down)."""
+    import asyncio
+
+    started: list[int] = []
+    ended: list[int] = []
+
+    async def fetch(request: PageRequest) -> httpx.Response:
+        if request.params["page"] > 2:  # the pages ahead of the second hang
+            started.append(request.params["page"])
+            try:
+                await asyncio.sleep(10)
+            finally:
+                ended.append(request.params["page"])
+        return numbered(request.params, request.url)
+
+    async def run() -> None:
+        strategy = PageNumberPagination(page_size=1, records_path="items", total_path="meta.total")
+        scan = apage_batches(fetch, strategy, PagingOptions(concurrency=3), "test")
+        assert (await scan.__anext__()).records == [0]
+        assert (await scan.__anext__()).records == [1]
+        await asyncio.sleep(0.05)  # the pages ahead are in flight
+        await scan.aclose()
+        assert started and sorted(ended) == sorted(started)
+
+    asyncio.run(run())

@@ -5,12 +5,17 @@ most, for the sync and the async driver alike."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
+import logging
 import threading
 import time
+from typing import Any
 
 import httpx
 import pytest
 
+from airflow_vendorauth.exceptions import PaginationError, VendorApiError
 from airflow_vendorauth.pagination import (
     NextLinkPagination,
     OffsetPagination,
@@ -20,6 +25,7 @@ from airflow_vendorauth.pagination import (
     PagingOptions,
 )
 from airflow_vendorauth.pagination.drivers import apage_batches, page_batches
+from airflow_vendorauth.retry import RetryPolicy
 
 
 class CappedApi:
@@ -203,3 +209,143 @@ def test_a_next_link_gets_credentials_only_on_the_apis_origin(
     assert second.url.host == host
     for header in ("Authorization", "Ocp-Apim-Subscription-Key"):
         assert (header in second.headers) is credentials
+
+
+class DroppingCap(CappedApi):
+    """Issue 31 case 10: 100 a page, then 50 from record 200 on, and no total announced. Page numbers keep
+    the ranges of the size asked (page 3 is records 200-249, page 4 300-349)."""
+
+    def answer(self, params: dict) -> httpx.Response:
+        asked = int(params.get("per_page") or params.get("limit"))
+        start = (int(params["page"]) - 1) * asked if "page" in params else int(params["offset"])
+        size = min(asked, 50) if start >= 200 else asked
+        return httpx.Response(200, json={"items": list(range(min(start, self.records), min(start + size, self.records)))})
+
+
+NO_TOTAL = {
+    "page_number": PageNumberPagination(page_size=100, records_path="items"),
+    "offset": OffsetPagination(limit=100, records_path="items"),
+}
+
+
+@pytest.mark.parametrize("concurrency", [1, 3, "auto"])
+def test_offsets_without_a_total_go_on_past_a_page_size_that_drops_mid_scan(concurrency) -> None:  # type: ignore[no-untyped-def]
+    """Before: the 50-record page at offset 200 was taken for the last: 250 of 500 records, no error."""
+    api = DroppingCap(500, cap=100)
+    assert records(api, NO_TOTAL["offset"], concurrency=concurrency) == list(range(500))
+    assert api.requests == 2 + 6 + 1  # two pages of 100, six of 50, one empty page that confirms the end
+
+
+@pytest.mark.parametrize("concurrency", [1, 3, "auto"])
+async def test_offsets_without_a_total_go_on_past_a_page_size_that_drops_mid_scan_async(concurrency) -> None:  # type: ignore[no-untyped-def]
+    assert await arecords(DroppingCap(500, cap=100), NO_TOTAL["offset"], concurrency=concurrency) == list(range(500))
+
+
+@pytest.mark.parametrize("concurrency", [1, 3, "auto"])
+def test_page_numbers_without_a_total_fail_on_a_page_size_that_drops_mid_scan_naming_the_fix(concurrency) -> None:  # type: ignore[no-untyped-def]
+    """Page 4 after a short page 3 holds records: page numbers no longer say where records are (250-299
+    were never served): a failed scan naming page and fix, not 250 records and a success."""
+    api, got = DroppingCap(500, cap=100), []
+    with pytest.raises(PaginationError, match=r"test: page 3 held fewer records than the 100 .* page 4 holds 50 more.*page_size"):
+        for batch in page_batches(api, NO_TOTAL["page_number"], PagingOptions(concurrency=concurrency), "test"):
+            got.extend(batch.records)
+    assert got == list(range(250))  # page 4's records were not handed out
+
+
+@pytest.mark.parametrize("style", list(NO_TOTAL))
+def test_confirm_short_page_false_trusts_a_short_page_as_the_end(style: str) -> None:
+    """For APIs that refuse a request past their end: the short page is the end, no request more."""
+    api = DroppingCap(500, cap=100)
+    strategy = dataclasses.replace(NO_TOTAL[style], confirm_short_page=False)
+    assert records(api, strategy) == list(range(250)) and api.requests == 3
+
+
+@pytest.mark.parametrize("style", list(NO_TOTAL))
+def test_a_short_last_page_costs_one_request_more_and_still_ends(style: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Kayzen's contract (stop on an empty or short page) still ends the scan: 230 records, 100 a page,
+    the 30-record page is confirmed by one empty page, logged."""
+    api = CappedApi(230, cap=100)
+    with caplog.at_level(logging.INFO, logger="airflow_vendorauth.pagination"):
+        scan = list(page_batches(api, NO_TOTAL[style], PagingOptions(), "kayzen /v1/meta/campaigns"))
+    assert [r for b in scan for r in b.records] == list(range(230))
+    assert api.requests == 4 and scan[-1].records == [] and scan[-1].next_request is None
+    assert any("the short page was the last" in r.getMessage() and "confirm_short_page" in r.getMessage() for r in caplog.records)
+
+
+def test_a_resumed_confirmation_is_still_a_confirmation() -> None:
+    """The checkpoint after a short page keeps what it confirms: a retry that resumes there still refuses
+    records on the next page instead of taking them as a full page."""
+    scan = page_batches(DroppingCap(500, cap=100), NO_TOTAL["page_number"], PagingOptions(concurrency=1), "test")
+    checkpoints = [next(scan).next_request for _ in range(3)]
+    scan.close()
+    saved = PageRequest.from_json(json.loads(json.dumps(checkpoints[2].to_json())))  # type: ignore[union-attr]
+    assert saved.confirms is not None and saved.params["page"] == 4
+    with pytest.raises(PaginationError, match="changed its page size mid-scan"):
+        records(DroppingCap(500, cap=100), NO_TOTAL["page_number"], start=saved)
+
+
+def drf_pages(monkeypatch: pytest.MonkeyPatch, records: int, missing: int | None = None) -> Any:
+    """An oauth2 connection to a Django REST framework API by page numbers, its total not described:
+    ``{"results": [...]}``, 10 a page, and 404 ``Invalid page.`` past the end (and at page ``missing``)."""
+    from airflow_vendorauth.hooks.oauth2 import OAuth2Hook
+
+    conn = {"conn_type": "oauth2", "host": "https://drf.example/api", "login": "c", "password": "s",
+            "extra": {"auth_url": "https://drf.example/token",
+                      "pagination": {"style": "page_number", "page_size": 10, "records_path": "results"}}}
+    monkeypatch.setenv("AIRFLOW_CONN_OAUTH2_DEFAULT", json.dumps(conn))
+    asked: list[int] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return httpx.Response(200, json={"access_token": "at", "token_type": "Bearer", "expires_in": 3600})
+        page = int(request.url.params["page"])
+        asked.append(page)
+        start = (page - 1) * 10
+        if start >= records or page == missing:
+            return httpx.Response(404, json={"detail": "Invalid page."})
+        return httpx.Response(200, json={"results": list(range(start, min(start + 10, records)))})
+
+    transport = httpx.MockTransport(handle)  # sync and async alike
+    return OAuth2Hook(transport=transport, async_transport=transport, retry_policy=RetryPolicy(max_attempts=1)), asked
+
+
+@pytest.mark.parametrize("concurrency", [1, "auto"])
+def test_a_404_to_the_page_that_confirms_a_short_page_is_the_end(monkeypatch: pytest.MonkeyPatch, concurrency) -> None:  # type: ignore[no-untyped-def]
+    """Django REST framework answers a page past the end with 404: after a short page, that is the end."""
+    hook, asked = drf_pages(monkeypatch, 23)
+    assert list(hook.paginate("/items", concurrency=concurrency)) == list(range(23))
+    assert asked == [1, 2, 3, 4]
+
+
+async def test_a_404_to_the_page_that_confirms_a_short_page_is_the_end_async(monkeypatch: pytest.MonkeyPatch) -> None:
+    hook, asked = drf_pages(monkeypatch, 23)
+    try:
+        assert [r async for r in hook.apaginate("/items")] == list(range(23))
+    finally:
+        await hook.aclose()
+    assert asked == [1, 2, 3, 4]
+
+
+def test_a_404_to_any_other_page_still_fails_the_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    hook, _ = drf_pages(monkeypatch, 23, missing=2)
+    with pytest.raises(VendorApiError) as caught:
+        list(hook.paginate("/items"))
+    assert caught.value.status == 404
+
+
+class RepeatsLastPage(CappedApi):
+    """Past its end, the API answers with its last page again (some frameworks clamp the page asked)."""
+
+    def answer(self, params: dict) -> httpx.Response:
+        asked = int(params.get("per_page") or params.get("limit"))
+        start = (int(params["page"]) - 1) * asked if "page" in params else int(params["offset"])
+        last = (self.records - 1) // asked * asked
+        start = min(start, last)
+        return httpx.Response(200, json={"items": list(range(start, min(start + asked, self.records)))})
+
+
+@pytest.mark.parametrize("style", list(NO_TOTAL))
+def test_an_api_that_repeats_its_last_page_past_the_end_ends_without_a_record_twice(style: str) -> None:
+    api = RepeatsLastPage(230, cap=100)
+    assert records(api, NO_TOTAL[style], max_pages=20) == list(range(230))  # bounded: fails, not hangs, if it loops
+    assert api.requests == 4  # the short page 200-229, then the same page again: the end

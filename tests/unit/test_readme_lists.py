@@ -1,14 +1,31 @@
 """The README's lists and install lines match the code: connection types, sandbox connections, example
-DAGs (generated regions, see tests/readme.py), the extras it names, and the runnable blocks exist."""
+DAGs (generated regions, see tests/readme.py), the extras it names, and the runnable blocks exist; every
+python, bash and JSON block is marked runnable or fragment, and each fragment is valid where it stands."""
 
 from __future__ import annotations
 
 import re
-import tomllib
+import sys
 
 import pytest
 
-from tests.readme import KINDS, README, ROOT, blocks, expected_regions, regions
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI (the unit group installs it)
+    import tomli as tomllib
+
+from tests.readme import (
+    KINDS,
+    README,
+    ROOT,
+    Block,
+    blocks,
+    expected_regions,
+    fragment_problems,
+    python_problems,
+    regions,
+    unmarked,
+)
 
 
 @pytest.mark.parametrize("name", sorted(expected_regions()))
@@ -23,6 +40,50 @@ def test_generated_region_matches_the_code(name: str) -> None:
 
 def test_every_kind_of_runnable_block_is_marked() -> None:
     assert {b.kind for b in blocks()} == set(KINDS)
+
+
+def test_every_python_bash_and_json_block_is_marked_runnable_or_fragment() -> None:
+    assert unmarked() == [], (
+        "each block a user would copy is run (<!-- readme-test: dag -->...) or checked (<!-- readme-test: "
+        "fragment -->): mark these"
+    )
+
+
+def test_an_unmarked_python_block_is_found_and_a_marked_one_or_plain_text_is_not() -> None:
+    text = (
+        "<!-- readme-test: fragment -->\n```python\nx = 1\n```\n\n"
+        "```\na tree, no language\n```\n\n"
+        "Some prose.\n\n```python\nimport os\n```\n"
+    )
+    assert unmarked(text) == ["README.md:12 (python)"]
+
+
+@pytest.mark.parametrize("block", blocks(kind="fragment"), ids=lambda b: b.name)
+def test_each_fragment_is_valid_where_it_stands(block: Block) -> None:
+    assert fragment_problems(block) == []
+
+
+@pytest.mark.parametrize("block", [b for b in blocks() if b.lang == "python"], ids=lambda b: b.name)
+def test_every_python_block_names_only_what_exists(block: Block) -> None:
+    assert python_problems(block.body) == []
+
+
+@pytest.mark.parametrize(
+    ("lang", "body", "said"),
+    [
+        ("python", "from airflow_vendorauth.operators.api import VendorApiOperatr\n", "has no VendorApiOperatr"),
+        ("python", "from airflow_vendorauth.nowhere import X\n", "from airflow_vendorauth.nowhere"),
+        ("python", "import airflow_vendorauth.pagination as p\np.PageNumberPaging()\n", "has no PageNumberPaging"),
+        ("python", "VendorApiOperator(task_id='x')\n", "'VendorApiOperator' is used but never defined"),
+        ("python", "def f():\n    return [y for x in range(3)]\n", "'y' is used but never defined"),
+        ("python", "VendorApiOperator(task_id='x'\n", "syntax error"),
+        ("bash", "export A='unclosed\n", "unexpected EOF"),
+        ("json", '{"eventType": "COMPLETE",}', "not JSON"),
+    ],
+)
+def test_the_fragment_check_catches_what_a_copy_would_trip_on(lang: str, body: str, said: str) -> None:
+    problems = fragment_problems(Block("fragment", lang, body, 1))
+    assert any(said in problem for problem in problems), problems
 
 
 def test_a_marker_not_followed_by_a_fence_is_an_error_not_a_skip() -> None:

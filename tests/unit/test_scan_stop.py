@@ -89,6 +89,7 @@ def test_a_stop_while_a_page_is_written_does_not_wait_for_the_pages_in_flight(
         profile=SimpleNamespace(display_name="Test"),
         api_retries=0,
         conn_id="c",
+        settings=SimpleNamespace(extra=lambda name: None),
     )
 
     class StoppedWhileWriting(streaming.JsonLinesSink):
@@ -176,6 +177,7 @@ class FakeHook:
         self.pages_asked = 0
         self.profile = type("Profile", (), {"display_name": "Fake"})()
         self.api_retries, self.conn_id = 0, "c"
+        self.settings = type("Settings", (), {"extra": staticmethod(lambda name: None)})()
 
     def __enter__(self) -> FakeHook:
         return self
@@ -407,9 +409,9 @@ def test_no_call_is_retried_once_the_task_is_told_to_stop() -> None:
 
 
 def test_the_grace_for_held_work_and_the_stopped_store_fit_before_the_sigkill() -> None:
-    from airflow_vendorauth.auth import provider
+    from airflow_vendorauth.auth import refresh_chain
 
-    assert stopping.HOLD_GRACE_SECONDS + provider.CHAIN_STORE_RETRY_SECONDS_WHEN_STOPPING < 5
+    assert stopping.HOLD_GRACE_SECONDS + refresh_chain.CHAIN_STORE_RETRY_SECONDS_WHEN_STOPPING < 5
 
 
 def test_on_kill_after_the_execute_ended_stops_nothing_not_even_a_retry() -> None:
@@ -454,9 +456,11 @@ def test_kazi_results_stop_before_their_scan_for_xcom_and_after_a_deferral(monke
     pages: list[str] = []
 
     class Hook:
-        def paginate(self, endpoint: str) -> Any:
+        def page_batches(self, endpoint: str, options: Any) -> Any:
+            from airflow_vendorauth.pagination.walk import PageBatch
+
             pages.append(endpoint)
-            yield {"jobId": "job-0"}
+            yield PageBatch(records=[{"jobId": "job-0"}], next_request=None, total=None)
 
         def close(self) -> None:
             pass
@@ -472,3 +476,98 @@ def test_kazi_results_stop_before_their_scan_for_xcom_and_after_a_deferral(monke
     assert pages == []
     task.execute_complete({}, {"status": "success", "scan_id": "scan-3"})  # no stop: its results come
     assert pages == ["/tagging/v2/job-scans/scan-3/results"]
+
+
+def test_the_try_s_clients_close_after_held_work_in_other_threads_and_no_retry_meanwhile() -> None:
+    """A page thread rotating a refresh token uses the token endpoint's client: the hook (and that client)
+    closes only once the rotation is done, and while the execute waits for it the stop still reads as
+    asked, so a refresh that fails there is not retried with a refresh token the server may have rotated."""
+    import time
+
+    seen: list[tuple[str, bool]] = []
+    entered = threading.Event()
+
+    def rotation_in_a_page_thread() -> None:
+        with stopping.hold_stops():
+            entered.set()
+            time.sleep(0.4)  # the server's answer, then the store
+            seen.append(("rotation stored", stopping.stop_asked()))
+
+    class Hook:
+        def __enter__(self) -> Hook:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            seen.append(("hook closed", stopping.stop_asked()))
+
+    worker = threading.Thread(target=rotation_in_a_page_thread, daemon=True)
+    with pytest.raises(ScanStopped), stopping.task_running(None) as clients:
+        clients.enter_context(Hook())
+        with stopping.running_scan():
+            worker.start()
+            entered.wait(5)
+            stopping.stop_task()
+    assert seen == [("rotation stored", True), ("hook closed", True)]
+    assert not stopping.stop_asked()  # forgotten once the execute has ended
+
+
+def test_an_execute_ended_by_its_timeout_also_waits_for_held_work_before_closing() -> None:
+    """Airflow's execution_timeout raises AirflowTaskTimeout (a BaseException) in the main thread, no stop
+    asked: the paging drivers do not join their threads on such an end either, so a rotation in one of
+    them is waited for, the stop reading as asked."""
+    import time
+
+    try:
+        from airflow.sdk.exceptions import AirflowTaskTimeout
+    except ImportError:  # Airflow 3.1 keeps it in airflow.exceptions
+        from airflow.exceptions import AirflowTaskTimeout  # type: ignore[no-redef,attr-defined]
+
+    seen: list[str] = []
+    entered = threading.Event()
+
+    def rotation_in_a_page_thread() -> None:
+        with stopping.hold_stops():
+            entered.set()
+            time.sleep(0.3)
+            seen.append(f"rotation stored, stop asked: {stopping.stop_asked()}")
+
+    threading.Thread(target=rotation_in_a_page_thread, daemon=True).start()
+    entered.wait(5)
+    with pytest.raises(AirflowTaskTimeout), stopping.task_running(None) as clients:
+        clients.callback(lambda: seen.append("clients closed"))
+        raise AirflowTaskTimeout("execution_timeout")
+    assert seen == ["rotation stored, stop asked: True", "clients closed"]
+
+
+def test_an_execute_that_ends_normally_refuses_nothing_to_other_threads() -> None:
+    """A returned (or failed) execute joined its page threads: another thread of the process (a trigger's
+    token fetch in dag.test's triggerer) is not told to stop while the clients close."""
+    asked: list[bool] = []
+    with stopping.task_running(None) as clients:
+        clients.callback(lambda: asked.append(stopping.stop_asked()))
+    with pytest.raises(ValueError), stopping.task_running(None) as clients:
+        clients.callback(lambda: asked.append(stopping.stop_asked()))
+        raise ValueError("an error: the drivers joined their threads")
+    assert asked == [False, False]
+
+
+def test_clients_stay_open_while_a_rotation_outlives_the_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the grace, closing the token endpoint's client under the rotation would only make it fail: the
+    process may live long enough for it to store its refresh token."""
+    monkeypatch.setattr(stopping, "HOLD_GRACE_SECONDS", 0.2)
+    release, entered = threading.Event(), threading.Event()
+    closed: list[str] = []
+
+    def stuck() -> None:
+        with stopping.hold_stops():
+            entered.set()
+            release.wait(10)
+
+    threading.Thread(target=stuck, daemon=True).start()
+    entered.wait(5)
+    try:
+        with stopping.task_running(None) as clients:
+            clients.callback(lambda: closed.append("closed"))
+        assert closed == []
+    finally:
+        release.set()

@@ -152,7 +152,7 @@ def test_private_key_jwt_signs_a_fresh_assertion_per_request(
 
 
 def test_refresh_grant_spends_the_newest_refresh_token_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    connect(monkeypatch, grant_type="refresh_token", refresh_token="seed-refresh-token")
+    connect(monkeypatch, grant_type="refresh_token", refresh_token="seed-refresh-token", cache="memory")
     server = Server()
     h = hook(server)
     h.get_token()
@@ -163,7 +163,7 @@ def test_refresh_grant_spends_the_newest_refresh_token_each_time(monkeypatch: py
 
 
 def test_a_refused_refresh_token_is_reported_as_spent_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    connect(monkeypatch, grant_type="refresh_token", refresh_token="seed-refresh-token")
+    connect(monkeypatch, grant_type="refresh_token", refresh_token="seed-refresh-token", cache="memory")
     server = Server()
     server.refused.add("seed-refresh-token")
     with pytest.raises(TokenRequestError) as refused:
@@ -172,6 +172,37 @@ def test_a_refused_refresh_token_is_reported_as_spent_with_the_fix(monkeypatch: 
     assert "invalid_grant" in message and "spent by another process or revoked" in message
     assert "Refresh token (refresh_token)" in message and "seed-refresh-token" not in message
     assert len(server.token_requests) == 1  # never retried
+
+
+@pytest.mark.parametrize("cache", ["file", "redis://127.0.0.1:1/0"])
+def test_a_rotating_chain_whose_cache_keeps_nothing_is_refused_before_any_request(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any, cache: str
+) -> None:
+    """Without a Fernet key a file or Redis cache stores nothing (tokens never rest in clear) and the
+    connection falls back to memory: a refresh token would be spent and its successor die with the process,
+    the next run presenting a spent one (issue 32, item 4, by another road). Refused, naming the key."""
+    monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "")
+    monkeypatch.setenv("AIRFLOW__VENDORAUTH__TOKEN_CACHE_DIR", str(tmp_path))
+    connect(monkeypatch, grant_type="refresh_token", refresh_token="seed-refresh-token", cache=cache)
+    server = Server()
+    with pytest.raises(ConnectionConfigError) as refused:
+        hook(server).get_token()
+    message = str(refused.value)
+    assert "Token cache (cache)" in message and "fernet_key" in message and "write memory" in message, message
+    ok, said = hook(server).test_connection()
+    assert not ok and "fernet_key" in said
+    assert server.token_requests == []  # the seed was never presented
+
+
+def test_a_cache_that_keeps_nothing_still_serves_grants_that_spend_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """The refusal is for rotating chains only: a client secret spent twice costs nothing."""
+    monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", "")
+    monkeypatch.setenv("AIRFLOW__VENDORAUTH__TOKEN_CACHE_DIR", str(tmp_path))
+    connect(monkeypatch, cache="file")
+    server = Server()
+    assert hook(server).get_token().access_token == "at-1"
 
 
 # ---- discovery ---------------------------------------------------------------------------------------------

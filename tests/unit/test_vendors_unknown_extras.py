@@ -68,25 +68,25 @@ def test_near_miss_of_a_missing_required_field_is_named(monkeypatch: pytest.Monk
 def test_other_unknown_extras_are_logged_once_per_process_and_connection_with_the_closest_names(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    oauth2(monkeypatch, scopes="items.read", timout=5, zzz_unrelated="x")
-    oauth2(monkeypatch, "oauth2_other", scopes="items.read")
+    oauth2(monkeypatch, max_retry=2, timout=5, zzz_unrelated="x")
+    oauth2(monkeypatch, "oauth2_other", max_retry=2)
     for conn_id in ("oauth2_default", "oauth2_default", "oauth2_other"):
         OAuth2Hook(conn_id, transport=httpx.MockTransport(tokens)).get_token()
     # the hooks' logger is Airflow's (structlog), which writes to the task log, here stdout
     output = capsys.readouterr()
     said = [line for line in (output.out + output.err).splitlines() if "do not know" in line]
     assert len(said) == 2, said
-    assert "scopes (did you mean scope?)" in said[0]
+    assert "max_retry (did you mean max_retries?)" in said[0]
     assert "timout (did you mean timeout?)" in said[0]
     assert "zzz_unrelated" in said[0] and "zzz_unrelated (did" not in said[0]
     assert "'oauth2_other'" in said[1]
 
 
 def test_the_test_button_names_unknown_extras(monkeypatch: pytest.MonkeyPatch) -> None:
-    oauth2(monkeypatch, scopes="items.read")
+    oauth2(monkeypatch, max_retry=2)
     ok, message = OAuth2Hook(transport=httpx.MockTransport(tokens)).test_connection()
     assert ok
-    assert "scopes (did you mean scope?)" in message
+    assert "max_retry (did you mean max_retries?)" in message
 
 
 def test_the_test_button_names_a_refused_near_miss(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,1 @@
+"""The fault explorer: seeded schedules of compound faults against real processes, invariants after each."""
