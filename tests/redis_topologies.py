@@ -288,8 +288,13 @@ class SentinelGroup(RedisProcesses):
         self.kill(old)
         new = wait_for("a replica promoted", lambda: self._promoted(old), 30)
         back = time.time()
-        self._start(old, *_data_args(old), "--replicaof", "127.0.0.1", str(new))
+        # Back empty, it must not be promoted before it holds the new primary's data: on a loaded machine a
+        # second failover (the new primary slow to answer for a second) once chose it while it had never
+        # synced (Sentinel reads a replica that never connected as one whose link is fine) and the harness then
+        # made the emptied one a primary (CI, 2026-12-06). So it starts at priority 0 until it is in sync.
+        self._start(old, *_data_args(old), "--replicaof", "127.0.0.1", str(new), "--replica-priority", "0")
         self._resync(old, new)
+        self.client(old).config_set("replica-priority", 100)
         # Sentinels learn a replica from the primary's INFO, every 10 s: until then they could not fail over.
         wait_for("every sentinel knowing the replica again", lambda: all(self._replica_known(p, old) for p in self.sentinel_ports), 30)
         return killed, back
@@ -302,6 +307,10 @@ class SentinelGroup(RedisProcesses):
             wait_for("the old primary back as a replica, in sync", lambda: self._in_sync(new), 20)
             return
         except AssertionError:
+            named = {self._named(p) for p in self.sentinel_ports}
+            if named != {new}:
+                raise AssertionError(f"a second failover while {old} resynced: the sentinels name {named}, "
+                                     f"not {new}") from None
             with contextlib.suppress(Exception):
                 self.client(old).execute_command("REPLICAOF", "127.0.0.1", str(new))
         try:
