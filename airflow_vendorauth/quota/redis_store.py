@@ -188,7 +188,11 @@ _CORRECT = (
     + """
 local count, period, remaining = tonumber(ARGV[2]), tonumber(ARGV[3]), math.max(0, tonumber(ARGV[4]))
 local held, total, current, width = window(KEYS[1], ARGV[1], period)
-local missing = count - remaining - total
+local inside = total
+for i = 1, #held do
+  if held[i][1] <= current - K then inside = inside - held[i][2] end
+end
+local missing = count - remaining - inside
 if missing > 0 then add(KEYS[1], ARGV[1], held, current, width, missing, period) end
 return 1
 """

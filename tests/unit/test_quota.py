@@ -3,6 +3,7 @@ headers an API answers with, and the limiter's waits, failures and fallback."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -476,3 +477,38 @@ def test_token_requests_take_a_permit_where_the_vendor_counts_them(monkeypatch: 
         assert limiter.waits >= 1 and 0.5 < limiter.waited_seconds < 1.6
     else:  # two calls within the burst of 2: no wait
         assert limiter.waits == 0
+
+
+def _sleep_until(moment: float) -> None:
+    time.sleep(max(0.0, moment - time.time()))
+
+
+def test_what_remains_said_by_the_api_holds_on_every_store_when_our_oldest_bucket_began_before_its_window(
+    store: QuotaStore,
+) -> None:
+    """On the stores' own clock (Redis's ``TIME``, the file store's): 3 permits at the start of a bucket, 7 a
+    window later, when the API says none remain (3 of another client's count, not ours). Once our oldest
+    bucket leaves the span, nothing may go: the API's window still holds 10. The steps must land in their
+    50 ms buckets; a loaded machine that misses one tries again with another key."""
+    rate, width = Rate(10, "second"), 0.05
+    for attempt in range(20):
+        key = f"k{attempt}"
+        _sleep_until((math.floor(time.time() / width) + 1) * width)
+        bucket = math.floor(time.time() / width)
+        for i in range(3):
+            assert store.acquire(key, (rate,), None, f"old{i}", 1e-3).granted
+        if time.time() - bucket * width > 0.02:
+            continue
+        _sleep_until((bucket + 20) * width + 0.035)  # the API's window now begins after our 3
+        for i in range(7):
+            assert store.acquire(key, (rate,), None, f"new{i}", 1e-3).granted
+        store.correct(key, rate, remaining=0)
+        if time.time() >= (bucket + 21) * width:
+            continue
+        _sleep_until((bucket + 21) * width + 0.005)  # our 3 left the span; the API still counts 10
+        decision = store.acquire(key, (rate,), None, "past the api's count", 1e-3)
+        if time.time() >= (bucket + 21) * width + 0.045:
+            continue
+        assert not decision.granted
+        return
+    pytest.fail("in 20 tries, the steps never landed in their buckets")
