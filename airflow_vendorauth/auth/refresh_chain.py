@@ -65,6 +65,7 @@ from collections.abc import Callable
 
 from airflow_vendorauth.auth.cache import CacheLockLost, HeldLock, MemoryTokenCache, SharedTokenCache
 from airflow_vendorauth.auth.chain_copy import REFUSED, Pending, RefreshChain, newest, outranks
+from airflow_vendorauth.auth.chain_errors import in_doubt_why, lost_why
 from airflow_vendorauth.auth.token import AccessToken
 from airflow_vendorauth.auth.token_endpoint import TokenEndpoint
 from airflow_vendorauth.exceptions import ScanStopped, TokenRequestError
@@ -388,40 +389,11 @@ class RefreshChainKeeper:
         )
 
     def _lost(self, error: TokenRequestError, spent: RefreshChain) -> TokenRequestError:
-        said = ": ".join(p for p in (error.error, error.error_description) if p)
-        where = "the connection's seed" if spent.generation == 0 else f"rotation {spent.generation} of the chain"
-        why = (
-            f"the refresh token chain is lost: the server refused the newest refresh token found in {self._where()} "
-            f"({where}; {said}): it was spent by another process or revoked (a process died between the server's "
-            "answer and storing the next token, another deployment uses the same seed, or the grant was revoked). "
-            f"{_RESEED}"
-        )
+        why = lost_why(error, spent, self._where())
         return self.chain_error(why, status=error.status, error=error.error, error_description=error.error_description)
 
     def _in_doubt(self, chain: RefreshChain, error: TokenRequestError | None = None) -> TokenRequestError:
-        pending = chain.pending
-        assert pending is not None
-        where = "the connection's seed" if chain.generation == 0 else f"rotation {chain.generation} of the chain"
-        at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(pending.since))
-        if pending.state == REFUSED:
-            why = (
-                f"the refresh token chain is lost: the server refused {where} when it was presented at {at}; it is "
-                f"not presented again. {_RESEED}"
-            )
-        else:
-            what = (
-                f"this process presented it and got no answer that says it was not spent ({error.summary})"
-                if error is not None
-                else "the process that presented it stored no answer (it ended, or its answer was lost)"
-            )
-            why = (
-                f"the refresh token chain is in doubt: {where} was presented to the token endpoint at {at} and {what}. "
-                "The server has probably rotated it; presenting it again would be refused as reuse and may revoke the "
-                f"grant (RFC 9700), so it is not presented again. {_RESEED}; if the server accepts a spent refresh token "
-                "again for a while (Auth0's reuse interval, Okta's grace period), set refresh_reuse_interval to those "
-                "seconds and such a spend is retried within them"
-            )
-        return self.chain_error(why, status=error.status if error else None)
+        return self.chain_error(in_doubt_why(chain, error), status=error.status if error else None)
 
     def chain_error(
         self,
@@ -470,8 +442,3 @@ class OfferingBack:
         if self._thread is not threading.current_thread():
             self._thread.join()
 
-
-_RESEED = (
-    "Fix: get a new refresh token from the authorization server and put it in Refresh token (refresh_token): a "
-    "new seed starts a new chain; with more than one task process, set Token cache to Redis so they share it"
-)
