@@ -1,11 +1,12 @@
 """What the API's ``remaining`` costs a steady client: a model on a simulated clock, no processes.
 
-One client of a quota of 25/s calls as fast as its permits allow (40 ms a request; the API counts an exact
-sliding window and answers each request with what remains), alone and beside another client at 5/s. It
-compares the correction as released (only the buckets wholly inside the API's window count as what it
-holds) with the one before (the whole 21-bucket span), side by side: requests per second of ours, and the
-answers the API refuses (each 429's ``Retry-After`` blocks the client, as the limiter does). ``python benchmarks/quota_correction_model.py``; the README's Quotas
-section quotes it."""
+One client of a quota of 25/s calls as fast as its permits allow, with at most ``in flight`` requests
+awaiting their answer (0: no cap) and ``latency`` seconds a request; the API counts an exact sliding window
+and answers each request with what remains, alone and beside another client at 5/s. It compares the
+correction as released (our permits of the whole 21-bucket span count as what the API holds) with the
+variant tried and not kept (only the buckets wholly inside the API's window), side by side: requests per
+second of ours, and the answers the API refuses (each 429's ``Retry-After`` blocks the client, as the
+limiter does). ``python benchmarks/quota_correction_model.py``; the README's Quotas section quotes it."""
 
 from __future__ import annotations
 
@@ -18,20 +19,22 @@ from harness import ROOT
 
 sys.path.insert(0, str(ROOT))
 
-COUNT, LATENCY, SECONDS = 25, 0.04, 60.0
+COUNT, SECONDS = 25, 60.0
 
 
-def _whole_span(state: dict[str, Any], now: float, rate: Any, remaining: int) -> None:
-    """The correction before this release: every bucket of the span counted as what the API holds."""
+def _inside_only(state: dict[str, Any], now: float, rate: Any, remaining: int) -> None:
+    """The variant not kept: our permits of the span's oldest bucket (it may have begun before the API's
+    window) left out. It never lets another client's requests hide behind ours the API no longer counts,
+    but those of ours it still counts are added again, in the current bucket, for a whole window."""
     from airflow_vendorauth.quota import state as rules
 
     held, current, _ = rules._window(state, rate.name, rate.period, now)
-    missing = rate.count - max(0, remaining) - sum(n for _, n in held)
+    missing = rate.count - max(0, remaining) - sum(n for b, n in held if b > current - rules.BUCKETS)
     if missing > 0:
         state["windows"][rate.name] = rules._add(held, current, missing)
 
 
-def run(correct: Callable[..., None], others: float) -> tuple[float, int]:
+def run(correct: Callable[..., None], others: float, in_flight: int, latency: float) -> tuple[float, int]:
     """Our requests per second and the API's refusals of ours, with ``others`` a second from another client."""
     from airflow_vendorauth.quota import state as rules
     from airflow_vendorauth.quota.spec import Rate
@@ -65,11 +68,14 @@ def run(correct: Callable[..., None], others: float) -> tuple[float, int]:
                 if answer[2]:
                     store.block("k", answer[2], "429")
                 store.correct("k", rate, remaining=answer[1])
+            if in_flight and len(answers) >= in_flight:
+                clock[0] = max(min([a[0] for a in answers] + ([theirs_next] if others else [])), clock[0] + 1e-6)
+                continue
             decision = store.acquire("k", (rate,), None, f"l{ours}", 1e-9)
             if decision.granted:
                 retry_after = api_takes(clock[0])
                 refused += retry_after > 0
-                answers.append((clock[0] + LATENCY, COUNT - len(window), retry_after))
+                answers.append((clock[0] + latency, COUNT - len(window), retry_after))
                 ours += 1
                 clock[0] += 0.0005
                 continue
@@ -83,11 +89,14 @@ def run(correct: Callable[..., None], others: float) -> tuple[float, int]:
 def main() -> None:
     from airflow_vendorauth.quota import state as rules
 
-    print(f"{'others/s':>8} {'correction':<22} {'ours/s':>7} {'refused':>7}")
-    for others in (0.0, 5.0):
-        for name, correct in (("inside the window", rules.correct), ("whole span (before)", _whole_span)):
-            per_second, refused = run(correct, others)
-            print(f"{others:8.0f} {name:<22} {per_second:7.2f} {refused:7d}")
+    print(f"{'in flight':>9} {'latency':>7} {'others/s':>8} | {'whole span (released)':>22} | {'inside only (not kept)':>22}")
+    for in_flight, latency in ((1, 0.04), (2, 0.04), (5, 0.2), (0, 0.04)):
+        for others in (0.0, 5.0):
+            cells = []
+            for correct in (rules.correct, _inside_only):
+                per_second, refused = run(correct, others, in_flight, latency)
+                cells.append(f"{per_second:6.2f}/s {refused:4d} x 429")
+            print(f"{in_flight or 'no cap':>9} {latency:7.2f} {others:8.0f} | {cells[0]:>22} | {cells[1]:>22}")
 
 
 if __name__ == "__main__":

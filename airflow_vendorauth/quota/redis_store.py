@@ -188,11 +188,7 @@ _CORRECT = (
     + """
 local count, period, remaining = tonumber(ARGV[2]), tonumber(ARGV[3]), math.max(0, tonumber(ARGV[4]))
 local held, total, current, width = window(KEYS[1], ARGV[1], period)
-local inside = total
-for i = 1, #held do
-  if held[i][1] <= current - K then inside = inside - held[i][2] end
-end
-local missing = count - remaining - inside
+local missing = count - remaining - total
 if missing > 0 then add(KEYS[1], ARGV[1], held, current, width, missing, period) end
 return 1
 """

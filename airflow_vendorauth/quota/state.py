@@ -151,15 +151,9 @@ def correct(state: dict[str, Any], now: float, rate: Rate, remaining: int) -> No
     """The API says ``remaining`` requests are left in ``rate``'s window (another client may share the
     quota): what the window holds is raised to ``count - remaining`` (never lowered), the difference
     counted in the current bucket, so no more than ``remaining`` go until it slides on (``remaining`` 0:
-    the window full, nothing until a whole window has passed).
-
-    Only the buckets wholly inside the API's window (the last ``period`` seconds) count as what it holds:
-    the span's oldest bucket may have begun before that window, and its permits, which the API no longer
-    counts, would hide others' requests it does count (once that bucket left the span, we would send past
-    ``remaining``). Its permits are still counted against us until it leaves, a bucket's width at most."""
+    the window full, nothing until a whole window has passed)."""
     held, current, _ = _window(state, rate.name, rate.period, now)
-    inside = sum(n for bucket, n in held if bucket > current - BUCKETS)
-    missing = rate.count - max(0, remaining) - inside
+    missing = rate.count - max(0, remaining) - sum(n for _, n in held)
     if missing > 0:
         state["windows"][rate.name] = _add(held, current, missing)
 
