@@ -86,18 +86,19 @@ def run(correct: Callable[..., None], others: float, in_flight: int, latency: fl
         rules.correct = released
 
 
-def main() -> None:
+def main() -> str:
     from airflow_vendorauth.quota import state as rules
 
-    print(f"{'in flight':>9} {'latency':>7} {'others/s':>8} | {'whole span (released)':>22} | {'inside only (not kept)':>22}")
+    lines = [f"{'in flight':>9} {'latency':>7} {'others/s':>8} | {'whole span (released)':>22} | {'inside only (not kept)':>22}"]
     for in_flight, latency in ((1, 0.04), (2, 0.04), (5, 0.2), (0, 0.04)):
         for others in (0.0, 5.0):
             cells = []
             for correct in (rules.correct, _inside_only):
                 per_second, refused = run(correct, others, in_flight, latency)
                 cells.append(f"{per_second:6.2f}/s {refused:4d} x 429")
-            print(f"{in_flight or 'no cap':>9} {latency:7.2f} {others:8.0f} | {cells[0]:>22} | {cells[1]:>22}")
+            lines.append(f"{in_flight or 'no cap':>9} {latency:7.2f} {others:8.0f} | {cells[0]:>22} | {cells[1]:>22}")
+    return "```\n" + "\n".join(lines) + "\n```"
 
 
 if __name__ == "__main__":
-    main()
+    print(main())

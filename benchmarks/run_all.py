@@ -17,6 +17,7 @@ import import_time
 import inside_task
 import mapped
 import per_call
+import quota_correction_model
 import quotas
 import scan
 import token_requests
@@ -33,6 +34,7 @@ BENCHMARKS: list[tuple[str, Callable[[], str]]] = [
     ("triggerer", triggerer.main),
     ("mapped", mapped.main),
     ("quotas", quotas.main),
+    ("quota_correction_model", quota_correction_model.main),
 ]
 
 
