@@ -48,6 +48,8 @@ class QuotaRule:
     peak_in_flight: int = 0
     #: When each refusal happened, in seconds since the rule admitted its first request.
     refused_at: list[float] = field(default_factory=list)
+    #: The same refusals in seconds since the epoch (to set beside what else happened meanwhile).
+    refused_epoch: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._rates: tuple[Rate, ...] = parse_rate_limit(self.rates) if self.rates else ()
@@ -114,6 +116,7 @@ class QuotaRule:
 
     def _refused(self, now: float) -> None:
         self.refused_at.append(round(now - (self._first if self._first is not None else now), 3))
+        self.refused_epoch.append(round(time.time(), 3))
 
     def done(self, credential: str) -> None:
         with self._lock:

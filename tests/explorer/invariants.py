@@ -24,6 +24,7 @@ from collections import defaultdict
 from typing import Any
 
 from airflow_vendorauth.auth.refresh_chain import CHAIN_REPUBLISH_SECONDS, CHAIN_STORE_RETRY_SECONDS
+from airflow_vendorauth.quota.limiter import RETRY_STORE_SECONDS
 from tests.explorer.schedule import TOKEN_FAULTS
 from tests.explorer.world import Outcome
 
@@ -34,6 +35,10 @@ STORE_WINDOW_SECONDS = CHAIN_STORE_RETRY_SECONDS + 3.0
 #: How long a running process may take to give its copy back once Redis is back from a restart: its next call
 #: after CHAIN_REPUBLISH_SECONDS, redis-py's reconnection, and a margin for a loaded machine.
 GIVE_BACK_SECONDS = CHAIN_REPUBLISH_SECONDS + 1.0
+#: How long after Redis is back the API may still refuse a declared quota's requests: a process that fell back
+#: to its share asks the store again after RETRY_STORE_SECONDS, the store restarted empty while the API still
+#: counts the last window (a second), and a margin for a loaded machine.
+QUOTA_AFTER_OUTAGE_SECONDS = RETRY_STORE_SECONDS + 1.0 + 2.0
 
 
 def check(outcome: Outcome) -> list[str]:
@@ -44,6 +49,7 @@ def check(outcome: Outcome) -> list[str]:
         *test_spent_nothing_unseen(outcome),
         *no_secret_leaked(outcome),
         *scans_exactly_once(outcome),
+        *quota_kept(outcome),
     ]
 
 
@@ -205,4 +211,37 @@ def scans_exactly_once(outcome: Outcome) -> list[str]:
                 )
         elif not scan.get("named_shortfall"):
             broken.append(f"scan {scan['name']} ended {scan['state']} without naming what it kept: {scan['said'][:300]}")
+    return broken
+
+
+def quota_kept(outcome: Outcome) -> list[str]:
+    """With the API's quota declared, the API refuses nothing, and never has more requests at once than
+    declared: except while a Redis outage lasts and for :data:`QUOTA_AFTER_OUTAGE_SECONDS` after it (the
+    store comes back empty while the API still counts the last window, and a process that fell back to its
+    share asks the store again only every ``RETRY_STORE_SECONDS``), and while Test is pressed with the file
+    cache (the api-server keeps its own quota, as it keeps its own tokens: it shares no disk)."""
+    rule = outcome.quota
+    if not outcome.schedule.quota:
+        return []
+    if not rule or not rule.get("served"):
+        return ["the API's quota was declared but the sandbox admitted nothing under it"]
+    outages, since = [], None
+    for e in outcome.events:
+        if e["kind"] == "redis_down":
+            since = e["at"]
+        elif e["kind"] == "redis_up" and since is not None:
+            outages.append((since, e["at"] + QUOTA_AFTER_OUTAGE_SECONDS))
+            since = None
+    pressed = [e["at"] for e in outcome.events if e["kind"] == "test_pressing"]
+    done = [e["at"] for e in outcome.events if e["kind"] == "test_pressed"]
+    if outcome.schedule.backend == "file":
+        outages += [(a, b + 0.5) for a, b in zip(pressed, done, strict=False)]
+    late = [t for t in rule["refused_epoch"] if not any(a <= t <= b for a, b in outages)]
+    broken = []
+    if late:
+        when = ", ".join(f"{t - outcome.events[0]['at']:.2f}" for t in late[:5])
+        broken.append(f"the API answered {len(late)} requests 429 past the declared quota outside any outage "
+                      f"(at {when} s from the start)")
+    if not outages and rule["peak_in_flight"] > rule["max_in_flight"]:
+        broken.append(f"the API had {rule['peak_in_flight']} requests at once where {rule['max_in_flight']} were declared")
     return broken

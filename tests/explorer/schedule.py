@@ -5,7 +5,8 @@ styles, token lifetime, timeouts, scans) and a list of steps at offsets from its
 restarted empty, a lock's lease gone, SIGTERM or SIGKILL of a task process at any moment or while a refresh
 token is in flight, token endpoint faults (slow, 5xx, a timeout after the server rotated, an answer lost on
 the way back), Test pressed from a process that does not share the workers' file cache, and scans stopped
-mid-page or cleared with changed parameters. What the processes' threads do between two steps is up to the
+mid-page or cleared with changed parameters; and whether the connection declares the API's quota, which
+the sandbox then enforces. What the processes' threads do between two steps is up to the
 machine: a replay runs the same steps at the same offsets, not the same interleaving.
 """
 
@@ -64,6 +65,9 @@ class Schedule:
     #: The connections' timeout: a refresh attempt lasts at most 3 x this + 2 s (the fence after a restart).
     timeout: float
     steps: tuple[Step, ...] = field(default_factory=tuple)
+    #: The connection declares the API's quota (a rate and requests at once, which the sandbox enforces per
+    #: credential): every process, scan and Test takes its permits from the cache's quota store.
+    quota: bool = False
 
     @property
     def attempt_seconds(self) -> float:
@@ -83,7 +87,7 @@ class Schedule:
         head = (
             f"seed {self.seed}: {self.backend} cache, {len(self.workers)} task processes ({', '.join(self.workers)}), "
             f"tokens of {self.lifetime} s, reuse interval {self.reuse_seconds} s, timeout {self.timeout} s, "
-            f"{self.duration:.0f} s"
+            f"{self.duration:.0f} s" + (", the API's quota declared" if self.quota else "")
         )
         return "\n".join([head, *("  " + s.describe() for s in self.steps)])
 
@@ -118,4 +122,6 @@ class Schedule:
                 steps.append(Step(at, kind, fault=rng.choice(["plain", "sigterm-mid-page", "clear-changed"])))
             else:
                 steps.append(Step(at, kind))
-        return cls(seed, backend, reuse, workers, lifetime, duration, timeout, tuple(sorted(steps, key=lambda s: s.at)))
+        quota = rng.random() < 0.5  # drawn last: the steps of the seeds explored before quotas stay as they were
+        return cls(seed, backend, reuse, workers, lifetime, duration, timeout, tuple(sorted(steps, key=lambda s: s.at)),
+                   quota)

@@ -48,6 +48,8 @@ bag = dagbag(dag_folder=os.path.join(os.environ["AIRFLOW__CORE__DAGS_FOLDER"], "
 run = bag.get_dag("explorer_scan").test(logical_date=pendulum.parse(os.environ["EXPLORER_LOGICAL_DATE"]))
 print("dag.test() ended:", run.state, flush=True)
 """
+#: The API's quota in schedules that declare it (the sandbox counts an exact sliding window, per credential).
+QUOTA_RATE, QUOTA_AT_ONCE = "30/second", 2
 #: Items of the sandbox's generic API served to the scans (page_number: 50 a page, offset: 40).
 SCAN_ITEMS = 600
 #: Milliseconds the API takes for a page of the scans: a scan lasts a few seconds, long enough to stop.
@@ -84,6 +86,8 @@ class Outcome:
     logs: str
     issued: list[str]
     scans: list[dict[str, Any]] = field(default_factory=list)
+    #: The sandbox's quota rule and its counters (``served``, ``refused_epoch``, ``peak_in_flight``), if declared.
+    quota: dict[str, Any] = field(default_factory=dict)
 
 
 class World:
@@ -111,6 +115,8 @@ class World:
         conn = oauth2_connection(self.sandbox.url, grant_type="refresh_token", token_cache=cache)
         conn["extra"] |= {"timeout": s.timeout, "max_retries": 3, "refresh_reuse_interval": s.reuse_seconds}
         conn["extra"]["refresh_token"] = self.sandbox.seed_refresh_token(conn["login"])
+        if s.quota:
+            conn["extra"] |= {"rate_limit": QUOTA_RATE, "max_in_flight": QUOTA_AT_ONCE}
         return {
             **os.environ,
             "PYTHONPATH": str(ROOT),
@@ -145,6 +151,8 @@ class World:
             lifetimes={"oauth2": s.lifetime}, refresh_reuse_seconds=s.reuse_seconds, sizes={"oauth2.items": SCAN_ITEMS}
         )
         self.sandbox.add_fault(vendor="oauth2", route="/items", latency_ms=SCAN_PAGE_MS)
+        if s.quota:
+            self.sandbox.add_quota(vendor="oauth2", rates=[QUOTA_RATE], max_in_flight=QUOTA_AT_ONCE, algorithm="sliding")
         if s.backend == "redis":
             self.redis = RedisServer().start()
         try:
@@ -250,6 +258,7 @@ class World:
     def _press_test(self) -> None:
         """Test from a process that shares no disk with the workers (the api-server): its own file cache."""
         env = {**self.env, "AIRFLOW__VENDORAUTH__TOKEN_CACHE_DIR": str(self.folder / "api-server-tokens")}
+        self.note("test_pressing")
         result = self._run_json(TEST_BUTTON, "test", env=env)
         self.tests_pressed.append(result)
         self.note("test_pressed", **result)
@@ -342,4 +351,5 @@ class World:
             logs="\n".join(logs),
             issued=self.sandbox.issued_tokens(),
             scans=self.scans,
+            quota=next(iter(self.sandbox.quotas()), {}),
         )

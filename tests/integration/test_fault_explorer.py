@@ -5,7 +5,8 @@ with every invariant of tests/explorer/invariants.py checked after it. ``make ch
 The seeds were chosen so that, together, they walk every kind of step: Redis restarted empty (and a
 lease gone) while workers refresh, SIGTERM and SIGKILL mid-rotation, cancelled waiters, token endpoint
 faults that leave a spend in doubt (with and without the server's reuse interval), Test pressed from a
-process without the workers' file cache, scans stopped mid-page and cleared with another filter and paging.
+process without the workers' file cache, scans stopped mid-page and cleared with another filter and paging,
+and the API's quota declared beside them (seeds 51 and 6).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def test_the_fixed_seeds_walk_every_kind_of_step() -> None:
     every = set().union(*(walked(Schedule.from_seed(seed)) for seed in SEEDS))
     backends = {Schedule.from_seed(seed).backend for seed in SEEDS}
     assert {"restart_redis", "expire_lock", "sigterm", "sigkill", "press_test"} <= every and backends == {"redis", "file"}
+    # the API's quota declared, on each backend (51: Redis restarted; 6: Test pressed with the file cache)
+    assert {Schedule.from_seed(seed).backend for seed in SEEDS if Schedule.from_seed(seed).quota} == {"redis", "file"}
 
 
 @pytest.mark.parametrize("seed", sorted(SEEDS))

@@ -123,3 +123,25 @@ def test_a_kill_excuses_a_lost_chain_only_while_the_last_rotation_could_be_out()
     # a scan's process killed (a clear with changed parameters) counts as a kill too
     scan_killed = [{"at": 10.3, "kind": "scan_killed", "scan": "scan-0"}]
     assert not invariants.chain_kept(outcome(final=in_doubt, refresh_log=log, events=scan_killed))
+
+
+def test_a_declared_quota_refused_by_the_api_is_caught_outside_an_outage_and_the_test_buttons_own_quota() -> None:
+    redis_quota = Schedule(1, "redis", 0, ("threads",), 3, 10.0, 1.0, (), quota=True)
+    rule = {"served": 100, "refused_epoch": [], "peak_in_flight": 2, "max_in_flight": 2}
+    start = [{"at": 100.0, "kind": "started"}]
+    assert not invariants.quota_kept(outcome(schedule=redis_quota, quota=rule, events=start))
+    assert invariants.quota_kept(outcome(schedule=redis_quota, quota={}, events=start))  # nothing admitted: not run
+    refused = rule | {"refused_epoch": [104.0]}
+    assert invariants.quota_kept(outcome(schedule=redis_quota, quota=refused, events=start))
+    assert invariants.quota_kept(outcome(schedule=redis_quota, quota=rule | {"peak_in_flight": 3}, events=start))
+    outage = [*start, {"at": 103.0, "kind": "redis_down"}, {"at": 103.3, "kind": "redis_up"}]
+    assert not invariants.quota_kept(outcome(schedule=redis_quota, quota=refused, events=outage))
+    after = 103.3 + invariants.QUOTA_AFTER_OUTAGE_SECONDS + 0.1
+    assert invariants.quota_kept(outcome(schedule=redis_quota, quota=rule | {"refused_epoch": [after]}, events=outage))
+    # the api-server's Test keeps its own quota (no disk shared): a refusal while it is pressed is its own
+    file_quota = Schedule(1, "file", 0, ("threads",), 3, 10.0, 1.0, (Step(1.0, "press_test"),), quota=True)
+    pressed = [*start, {"at": 103.5, "kind": "test_pressing"}, {"at": 104.2, "kind": "test_pressed"}]
+    assert not invariants.quota_kept(outcome(schedule=file_quota, quota=refused, events=pressed))
+    assert invariants.quota_kept(outcome(schedule=file_quota, quota=rule | {"refused_epoch": [105.0]}, events=pressed))
+    assert not invariants.quota_kept(outcome(schedule=Schedule(1, "redis", 0, ("threads",), 3, 10.0, 1.0, ()),
+                                             quota=refused, events=start))  # no quota declared: nothing to keep
