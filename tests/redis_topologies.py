@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tests.services import missing_service
 
@@ -80,6 +80,9 @@ def wait_for(what: str, check: Any, seconds: float = 30.0) -> Any:
     raise AssertionError(f"{what} within {seconds:.0f} s")
 
 
+_Group = TypeVar("_Group", bound="RedisProcesses")
+
+
 class RedisProcesses:
     def __init__(self, prefix: str) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix=prefix))
@@ -123,6 +126,19 @@ class RedisProcesses:
         for port in list(self.processes):
             self.kill(port)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def start(self: _Group) -> _Group:
+        raise NotImplementedError
+
+    def __enter__(self: _Group) -> _Group:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def _data_args(port: int) -> list[str]:
@@ -220,15 +236,6 @@ class RedisClusterGroup(RedisProcesses):
             b"cluster_state:ok" in self.client(p).execute_command("CLUSTER", "INFO") for p in self.processes
         )
 
-    def __enter__(self) -> RedisClusterGroup:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class SentinelGroup(RedisProcesses):
@@ -340,13 +347,3 @@ class SentinelGroup(RedisProcesses):
 
     def _named(self, sentinel: int) -> int:
         return int(self.client(sentinel).execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER)[1])
-
-    def __enter__(self) -> SentinelGroup:
-        try:
-            return self.start()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -15,9 +15,10 @@ from airflow_vendorauth.exceptions import ConnectionConfigError, QuotaExhausted
 from airflow_vendorauth.quota import headers
 from airflow_vendorauth.quota.limiter import FALLBACK, QuotaLimiter
 from airflow_vendorauth.quota.spec import QuotaSpec, Rate, RateLimitInvalid, parse_rate_limit
-from airflow_vendorauth.quota.stores import FileQuotaStore, MemoryQuotaStore, QuotaStore
+from airflow_vendorauth.quota.stores import MemoryQuotaStore, QuotaStore
 from airflow_vendorauth.vendors import VENDORS
 from airflow_vendorauth.vendors.profile import RawConnection
+from tests.quota_stores import KINDS, quota_store
 
 # ---- the extras -------------------------------------------------------------------------------------
 
@@ -79,20 +80,10 @@ def test_one_client_at_one_token_endpoint_is_one_quota_whichever_connection_name
 # ---- the rules, in every store ------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", "file", "redis"])
+@pytest.fixture(params=KINDS)
 def store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[QuotaStore]:
-    if request.param == "memory":
-        yield MemoryQuotaStore()
-    elif request.param == "file":
-        yield FileQuotaStore(tmp_path)
-    else:
-        import redis
-
-        from airflow_vendorauth.quota.redis_store import RedisQuotaStore
-        from tests.redis_server import RedisServer
-
-        with RedisServer() as server:
-            yield RedisQuotaStore(redis.Redis.from_url(server.url()), (redis.RedisError, OSError), "test")
+    with quota_store(request.param, tmp_path) as held:
+        yield held
 
 
 def granted(store: QuotaStore, rates: tuple[Rate, ...] = (), at_once: int | None = None, lease: str = "l") -> bool:

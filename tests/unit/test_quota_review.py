@@ -12,6 +12,7 @@ from airflow_vendorauth.quota import headers
 from airflow_vendorauth.quota.limiter import QuotaLimiter
 from airflow_vendorauth.quota.spec import QuotaSpec, Rate
 from airflow_vendorauth.quota.stores import MemoryQuotaStore, QuotaStore
+from tests.quota_stores import KINDS, quota_store
 
 
 def limiter(store: QuotaStore, **spec: Any) -> QuotaLimiter:
@@ -319,22 +320,10 @@ def test_a_permit_granted_as_the_task_is_terminated_is_given_back() -> None:
 # ---- mutation survivors: what no test of the quota noticed ---------------------------------------------
 
 
-@pytest.fixture(params=["memory", "file", "redis"])
+@pytest.fixture(params=KINDS)
 def any_store(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
-    from airflow_vendorauth.quota.stores import FileQuotaStore
-
-    if request.param == "memory":
-        yield MemoryQuotaStore()
-    elif request.param == "file":
-        yield FileQuotaStore(tmp_path)
-    else:
-        import redis
-
-        from airflow_vendorauth.quota.redis_store import RedisQuotaStore
-        from tests.redis_server import RedisServer
-
-        with RedisServer() as server:
-            yield RedisQuotaStore(redis.Redis.from_url(server.url()), (redis.RedisError, OSError), "test")
+    with quota_store(request.param, tmp_path) as held:
+        yield held
 
 
 def test_a_lapsed_lease_frees_its_slot_for_the_next_caller(any_store: QuotaStore) -> None:

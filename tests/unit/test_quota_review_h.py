@@ -34,6 +34,20 @@ def _until(check: object, seconds: float = 3.0) -> bool:
     return False
 
 
+def _collects_while_holding_the_limiter_lock(quota: QuotaLimiter) -> bool:
+    """Whether a thread holding the limiter's lock runs the cyclic collector to its end within 3 s (a
+    finalizer that gives a lease back there must not take that lock again)."""
+
+    def collect() -> None:
+        with quota._leases_guard:
+            gc.collect()
+
+    collector = threading.Thread(target=collect, daemon=True)
+    collector.start()
+    collector.join(3.0)
+    return not collector.is_alive()
+
+
 def test_a_lease_the_garbage_collector_gives_back_never_deadlocks_the_thread_that_collects() -> None:
     # A request that got no answer gives its lease back from a weakref finalizer, which runs wherever the
     # cyclic collector runs: on any allocation, e.g. under the limiter's own (not reentrant) lock while it
@@ -46,17 +60,9 @@ def test_a_lease_the_garbage_collector_gives_back_never_deadlocks_the_thread_tha
         ApiClient._hold(SimpleNamespace(limiter=quota), request, quota.acquire())  # type: ignore[arg-type]
         request.extensions["cycle"] = request  # freed by the cyclic collector only (as an exception's traceback)
         del request
-
-        def collect_while_holding_the_limiter_lock() -> None:
-            with quota._leases_guard:
-                gc.collect()
-
-        collector = threading.Thread(target=collect_while_holding_the_limiter_lock, daemon=True)
-        collector.start()
-        collector.join(3.0)
+        assert _collects_while_holding_the_limiter_lock(quota), "the finalizer deadlocked the collecting thread"
     finally:
         gc.enable()
-    assert not collector.is_alive(), "the finalizer deadlocked the collecting thread"
     assert _until(lambda: store.in_flight("k") == 0)  # and the lease is given back all the same
 
 
@@ -508,15 +514,7 @@ def test_a_bridge_lease_the_garbage_collector_gives_back_never_deadlocks_the_thr
         _hold_lease(request, quota)
         request.hooks["cycle"] = [request]  # freed by the cyclic collector only
         del request
-
-        def collect_while_holding_the_limiter_lock() -> None:
-            with quota._leases_guard:
-                gc.collect()
-
-        collector = threading.Thread(target=collect_while_holding_the_limiter_lock, daemon=True)
-        collector.start()
-        collector.join(3.0)
+        assert _collects_while_holding_the_limiter_lock(quota), "the finalizer deadlocked the collecting thread"
     finally:
         gc.enable()
-    assert not collector.is_alive(), "the finalizer deadlocked the collecting thread"
     assert _until(lambda: store.in_flight("k") == 0)
