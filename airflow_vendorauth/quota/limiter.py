@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import random
 import threading
 import time
 import uuid
@@ -51,10 +52,23 @@ RETRY_STORE_SECONDS = 5.0
 MAX_SLEEP_SECONDS = 1.0
 #: A 429 that names no wait blocks the credential this long.
 DEFAULT_BLOCK_SECONDS = 1.0
+#: Waiters of a block return at its end spread over this many seconds, each at random: a block gathers
+#: every request of the credential (a scan's pages, every task's) and each 429 of the crowd released at
+#: once extends it, so the crowd would return in lock step again and again until some request ran out of
+#: tries (a scan of 32 pages at once against an API taking 4 failed so; ``benchmarks/ceiling.py``).
+BLOCK_SPREAD_SECONDS = 0.5
 #: The longest the API's word (``Retry-After``, a window's reset) blocks the credential: a day (a daily
 #: quota's reset). An absurd or hostile value (years, a reset in milliseconds read as seconds) would
 #: otherwise fail every task of the cluster until then; past a day, the next refusal says it again.
 MAX_BLOCK_SECONDS = 86400.0
+
+
+def _pause(decision: Decision) -> float:
+    """How long a refused caller sleeps before it asks again: the wait, at most :data:`MAX_SLEEP_SECONDS`;
+    past the end of the API's block, a random share of :data:`BLOCK_SPREAD_SECONDS` more."""
+    if decision.blocked and decision.wait <= MAX_SLEEP_SECONDS:
+        return decision.wait + random.uniform(0.0, BLOCK_SPREAD_SECONDS)
+    return min(decision.wait, MAX_SLEEP_SECONDS)
 
 
 def _quota_news(headers: Mapping[str, str]) -> bool:
@@ -275,7 +289,7 @@ class QuotaLimiter:
                 if decision.wait > self.spec.max_wait or waited + min(decision.wait, MAX_SLEEP_SECONDS) > self.spec.max_wait:
                     raise self._too_long(decision, waited)
                 self.waits += 1
-                pause = min(decision.wait, MAX_SLEEP_SECONDS)
+                pause = _pause(decision)
                 self.waited_seconds += pause
                 if stopping.wait(pause):
                     raise self._stopped()
@@ -291,7 +305,7 @@ class QuotaLimiter:
             if decision.wait > self.spec.max_wait or waited + min(decision.wait, MAX_SLEEP_SECONDS) > self.spec.max_wait:
                 raise self._too_long(decision, waited)
             self.waits += 1
-            pause = min(decision.wait, MAX_SLEEP_SECONDS)
+            pause = _pause(decision)
             self.waited_seconds += pause
             await asyncio.sleep(pause)
         return lease

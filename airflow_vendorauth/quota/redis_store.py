@@ -89,14 +89,15 @@ end
 )
 
 #: KEYS: window, leases, state. ARGV: lease id, lease seconds, max in flight (0: none), rates as
-#: name, count, period triples. Returns {1} or {0, wait seconds (text), why}.
+#: name, count, period triples. Returns {1}, {0, wait seconds (text), why}, or {0, wait, why, 1} when the
+#: wait is the API's block.
 _ACQUIRE = (
     _NOW
     + _WINDOW
     + """
 local blocked = tonumber(redis.call('HGET', KEYS[3], 'blocked_until') or '0')
 if blocked > now then
-  return {0, string.format('%.6f', blocked - now), redis.call('HGET', KEYS[3], 'blocked_why') or 'blocked by the API'}
+  return {0, string.format('%.6f', blocked - now), redis.call('HGET', KEYS[3], 'blocked_why') or 'blocked by the API', 1}
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('%.6f', now))
 local cap = tonumber(ARGV[3])
@@ -240,7 +241,7 @@ class RedisQuotaStore:
         if int(answer[0]) == 1:
             return Decision(True)
         why = answer[2].decode() if isinstance(answer[2], bytes) else str(answer[2])
-        return Decision(False, float(answer[1]), why)
+        return Decision(False, float(answer[1]), why, blocked=len(answer) > 3)
 
     def release(self, key: str, lease: str) -> None:
         self.client.zrem(quota_keys(key)[1], lease)

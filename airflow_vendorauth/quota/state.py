@@ -40,6 +40,9 @@ class Decision:
     granted: bool
     wait: float = 0.0
     why: str = ""
+    #: The wait is the API's block (a 429's ``Retry-After``, a window said spent): every waiter of the
+    #: credential would otherwise return at its end at once (:data:`~.limiter.BLOCK_SPREAD_SECONDS`).
+    blocked: bool = False
 
 
 GRANTED = Decision(True)
@@ -98,7 +101,7 @@ def acquire(
     state: dict[str, Any], now: float, rates: tuple[Rate, ...], max_in_flight: int | None, lease: str, lease_seconds: float
 ) -> Decision:
     if state["blocked_until"] > now:
-        return Decision(False, state["blocked_until"] - now, state["blocked_why"] or "blocked by the API")
+        return Decision(False, state["blocked_until"] - now, state["blocked_why"] or "blocked by the API", blocked=True)
     leases = state["leases"]
     for held in [k for k, expiry in leases.items() if expiry <= now]:
         del leases[held]

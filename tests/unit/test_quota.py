@@ -516,3 +516,24 @@ def test_our_own_permits_the_api_still_counts_are_not_held_against_us_a_whole_wi
     store.correct("k", rate, remaining=3)
     clock[0] = 1001.06
     assert sum(store.acquire("k", (rate,), None, f"c{i}", 1e-9).granted for i in range(10)) >= 8
+
+
+def test_a_wait_for_the_apis_block_is_said_to_be_one_on_every_store(store: QuotaStore) -> None:
+    store.block("k", 0.5, "the API's 429 (Retry-After 0.5 s)")
+    blocked = store.acquire("k", (), None, "a", 30.0)
+    assert not blocked.granted and blocked.blocked and 0 < blocked.wait <= 0.5
+    rate = Rate(1, "minute")
+    assert store.acquire("other", (rate,), None, "b", 30.0).granted
+    refused = store.acquire("other", (rate,), None, "c", 30.0)
+    assert not refused.granted and not refused.blocked  # a rate's own wait: nobody else's crowd
+
+
+def test_waiters_of_a_block_return_spread_over_its_end_and_others_wait_exactly() -> None:
+    from airflow_vendorauth.quota import limiter
+    from airflow_vendorauth.quota.state import Decision
+
+    ending = [limiter._pause(Decision(False, 0.2, "429", blocked=True)) for _ in range(200)]
+    assert all(0.2 <= p <= 0.2 + limiter.BLOCK_SPREAD_SECONDS for p in ending)
+    assert max(ending) - min(ending) > limiter.BLOCK_SPREAD_SECONDS / 2  # spread, not in lock step
+    assert limiter._pause(Decision(False, 5.0, "429", blocked=True)) == limiter.MAX_SLEEP_SECONDS  # asks again
+    assert limiter._pause(Decision(False, 0.04, "25/second")) == 0.04
