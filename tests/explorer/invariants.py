@@ -24,7 +24,6 @@ from collections import defaultdict
 from typing import Any
 
 from airflow_vendorauth.auth.refresh_chain import CHAIN_REPUBLISH_SECONDS, CHAIN_STORE_RETRY_SECONDS
-from airflow_vendorauth.quota.limiter import RETRY_STORE_SECONDS
 from tests.explorer.schedule import TOKEN_FAULTS
 from tests.explorer.world import Outcome
 
@@ -36,9 +35,11 @@ STORE_WINDOW_SECONDS = CHAIN_STORE_RETRY_SECONDS + 3.0
 #: after CHAIN_REPUBLISH_SECONDS, redis-py's reconnection, and a margin for a loaded machine.
 GIVE_BACK_SECONDS = CHAIN_REPUBLISH_SECONDS + 1.0
 #: How long after Redis is back the API may still refuse a declared quota's requests: a process that fell back
-#: to its share asks the store again after RETRY_STORE_SECONDS, the store restarted empty while the API still
-#: counts the last window (a second), and a margin for a loaded machine.
-QUOTA_AFTER_OUTAGE_SECONDS = RETRY_STORE_SECONDS + 1.0 + 2.0
+#: to its share asks the store again after RETRY_STORE_SECONDS (5 s; the leases it took meanwhile are not
+#: in the store), the store restarted empty while the API still counts the last window (a second), and a
+#: margin for a loaded machine. Written out, not derived: the oracle must not move with the code it checks
+#: (a unit test holds it above RETRY_STORE_SECONDS + 1). Seen: refusals up to 4.6 s after Redis was back.
+QUOTA_AFTER_OUTAGE_SECONDS = 8.0
 
 
 def check(outcome: Outcome) -> list[str]:
@@ -215,16 +216,19 @@ def scans_exactly_once(outcome: Outcome) -> list[str]:
 
 
 def quota_kept(outcome: Outcome) -> list[str]:
-    """With the API's quota declared, the API refuses nothing, and never has more requests at once than
-    declared: except while a Redis outage lasts and for :data:`QUOTA_AFTER_OUTAGE_SECONDS` after it (the
-    store comes back empty while the API still counts the last window, and a process that fell back to its
-    share asks the store again only every ``RETRY_STORE_SECONDS``), and while Test is pressed with the file
-    cache (the api-server keeps its own quota, as it keeps its own tokens: it shares no disk)."""
+    """With the API's quota declared, the API refuses nothing (neither past the rate nor past the requests at
+    once), except while a Redis outage lasts and for :data:`QUOTA_AFTER_OUTAGE_SECONDS` after it (the store
+    comes back empty while the API still counts the last window, and a process that fell back to its share
+    asks the store again only every ``RETRY_STORE_SECONDS``); and the quota was reached (as many at once as
+    declared), or this checked nothing. (Test with the file cache only asks the token endpoint, which the
+    quota does not count: it excuses nothing. The sandbox refuses past ``max_in_flight``, so its peak never
+    passes it: going past shows as a refusal.)"""
     rule = outcome.quota
     if not outcome.schedule.quota:
         return []
     if not rule or not rule.get("served"):
         return ["the API's quota was declared but the sandbox admitted nothing under it"]
+    start = next((e["at"] for e in outcome.events if e["kind"] == "started"), outcome.events[0]["at"] if outcome.events else 0.0)
     outages, since = [], None
     for e in outcome.events:
         if e["kind"] == "redis_down":
@@ -232,16 +236,15 @@ def quota_kept(outcome: Outcome) -> list[str]:
         elif e["kind"] == "redis_up" and since is not None:
             outages.append((since, e["at"] + QUOTA_AFTER_OUTAGE_SECONDS))
             since = None
-    pressed = [e["at"] for e in outcome.events if e["kind"] == "test_pressing"]
-    done = [e["at"] for e in outcome.events if e["kind"] == "test_pressed"]
-    if outcome.schedule.backend == "file":
-        outages += [(a, b + 0.5) for a, b in zip(pressed, done, strict=False)]
+    if since is not None:  # Redis never came back
+        outages.append((since, float("inf")))
     late = [t for t in rule["refused_epoch"] if not any(a <= t <= b for a, b in outages)]
     broken = []
     if late:
-        when = ", ".join(f"{t - outcome.events[0]['at']:.2f}" for t in late[:5])
+        when = ", ".join(f"{t - start:.2f}" for t in late[:5])
         broken.append(f"the API answered {len(late)} requests 429 past the declared quota outside any outage "
                       f"(at {when} s from the start)")
-    if not outages and rule["peak_in_flight"] > rule["max_in_flight"]:
-        broken.append(f"the API had {rule['peak_in_flight']} requests at once where {rule['max_in_flight']} were declared")
+    if rule["peak_in_flight"] < rule["max_in_flight"]:
+        broken.append(f"the declared quota was never reached (at most {rule['peak_in_flight']} of {rule['max_in_flight']} "
+                      f"at once, {rule['served']} served): the quota was not exercised")
     return broken

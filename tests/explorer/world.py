@@ -49,7 +49,12 @@ run = bag.get_dag("explorer_scan").test(logical_date=pendulum.parse(os.environ["
 print("dag.test() ended:", run.state, flush=True)
 """
 #: The API's quota in schedules that declare it (the sandbox counts an exact sliding window, per credential).
-QUOTA_RATE, QUOTA_AT_ONCE = "30/second", 2
+#: Both bind: 2 at once with 60 ms pages would allow about 33 a second. The connection declares the rate a
+#: quarter below the API's: a permit is counted when granted, the API counts the request when it arrives,
+#: and a process busy stopping (a scan's SIGTERM) sent a granted page late enough that 21 arrived within
+#: one second where 20 were declared and enforced (seed 51, 2 runs of 4). Requests at once are declared as
+#: enforced: a lease is held until the answer.
+QUOTA_RATE, QUOTA_AT_ONCE, DECLARED_RATE = "20/second", 2, "15/second"
 #: Items of the sandbox's generic API served to the scans (page_number: 50 a page, offset: 40).
 SCAN_ITEMS = 600
 #: Milliseconds the API takes for a page of the scans: a scan lasts a few seconds, long enough to stop.
@@ -116,7 +121,7 @@ class World:
         conn["extra"] |= {"timeout": s.timeout, "max_retries": 3, "refresh_reuse_interval": s.reuse_seconds}
         conn["extra"]["refresh_token"] = self.sandbox.seed_refresh_token(conn["login"])
         if s.quota:
-            conn["extra"] |= {"rate_limit": QUOTA_RATE, "max_in_flight": QUOTA_AT_ONCE}
+            conn["extra"] |= {"rate_limit": DECLARED_RATE, "max_in_flight": QUOTA_AT_ONCE}
         return {
             **os.environ,
             "PYTHONPATH": str(ROOT),
