@@ -334,10 +334,7 @@ class SentinelGroup(RedisProcesses):
     def _replica_known(self, sentinel: int, port: int) -> bool:
         for replica in self.client(sentinel).execute_command("SENTINEL", "REPLICAS", MASTER):
             fields = replica if isinstance(replica, dict) else dict(zip(replica[::2], replica[1::2], strict=False))
-            priority = int(fields.get(b"slave-priority", fields.get(b"replica-priority", b"100")))
-            # known with its priority back (after the resync): a failover soon after may choose it
-            if (int(fields[b"port"]) == port and fields[b"flags"] == b"slave" and fields[b"master-link-status"] == b"ok"
-                    and priority > 0):
+            if int(fields[b"port"]) == port and fields[b"flags"] == b"slave" and fields[b"master-link-status"] == b"ok":
                 return True
         return False
 
