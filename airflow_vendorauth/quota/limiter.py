@@ -280,18 +280,23 @@ class QuotaLimiter:
 
     # ---- before a request -------------------------------------------------------------------------
 
+    def _pause_or_fail(self, decision: Decision, started: float) -> float:
+        """How long a refused caller waiting since ``started`` sleeps (counted), or :class:`QuotaExhausted`
+        when the wait would pass ``quota_max_wait``: the one rule of :meth:`acquire` and :meth:`aacquire`."""
+        waited = time.monotonic() - started
+        if decision.wait > self.spec.max_wait or waited + min(decision.wait, MAX_SLEEP_SECONDS) > self.spec.max_wait:
+            raise self._too_long(decision, waited)
+        self.waits += 1
+        pause = _pause(decision)
+        self.waited_seconds += pause
+        return pause
+
     def acquire(self) -> str:
         """Wait for a permit (blocking) and return its lease; give it back with :meth:`release`."""
         lease, started = uuid.uuid4().hex, time.monotonic()
         try:
             while not (decision := self._decide(lease)).granted:
-                waited = time.monotonic() - started
-                if decision.wait > self.spec.max_wait or waited + min(decision.wait, MAX_SLEEP_SECONDS) > self.spec.max_wait:
-                    raise self._too_long(decision, waited)
-                self.waits += 1
-                pause = _pause(decision)
-                self.waited_seconds += pause
-                if stopping.wait(pause):
+                if stopping.wait(self._pause_or_fail(decision, started)):
                     raise self._stopped()
         except BaseException:  # a SIGTERM's exception (Airflow's) just after the store granted: give it back
             self._release(lease)
@@ -301,13 +306,7 @@ class QuotaLimiter:
     async def aacquire(self) -> str:
         lease, started = uuid.uuid4().hex, time.monotonic()
         while not (decision := await self._adecide(lease)).granted:
-            waited = time.monotonic() - started
-            if decision.wait > self.spec.max_wait or waited + min(decision.wait, MAX_SLEEP_SECONDS) > self.spec.max_wait:
-                raise self._too_long(decision, waited)
-            self.waits += 1
-            pause = _pause(decision)
-            self.waited_seconds += pause
-            await asyncio.sleep(pause)
+            await asyncio.sleep(self._pause_or_fail(decision, started))
         return lease
 
     async def _adecide(self, lease: str) -> Decision:
